@@ -1,0 +1,1 @@
+"""The demo service: a real HTTP service that reports its own GC and request stats."""

@@ -1,0 +1,361 @@
+"""The metric vocabulary of Pharos: every metric name and label, defined once.
+
+This module is the contract between the exporter, the dashboards and the alerts. Profiles fill these
+metrics from one runtime's JSON; dashboards and alert rules import the names from here, so a rename
+breaks a test instead of a panel. `docs/metrics.md` is generated from this module
+(`pharos docs metrics`) and a test keeps the two in step.
+
+Naming follows Prometheus' rules (base units, `_total` for counters, `_seconds`/`_bytes` suffixes)
+and OpenTelemetry's semantic conventions where one exists (`http_server_request_duration_seconds`
+with `http_request_method`, `http_route`, `http_response_status_code`). Runtime-neutral metrics
+that OpenTelemetry has no name for use the `runtime_` prefix; the exporter's own metrics use
+`pharos_`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COUNTER = "counter"
+GAUGE = "gauge"
+HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric family of the vocabulary.
+
+    `name` is what a PromQL query uses: counters end in `_total`; a histogram's `name` is the
+    base to which `_bucket`, `_count` and `_sum` are appended.
+    """
+
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...] = ()
+    group: str = ""
+
+    @property
+    def family(self) -> str:
+        """The family name in the exposition's `# TYPE` line (counters drop `_total`)."""
+        if self.type == COUNTER and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        return self.name
+
+    @property
+    def bucket(self) -> str:
+        return self.name + "_bucket"
+
+    @property
+    def count(self) -> str:
+        return self.name + "_count"
+
+    @property
+    def sum(self) -> str:
+        return self.name + "_sum"
+
+
+class Label:
+    """Label names, so that dashboards and alerts never type one twice."""
+
+    TARGET = "target"  # the exporter's name of a configured target (sidecar mode only)
+    GC_KIND = "kind"  # minor | major (see GC_KINDS)
+    SPACE = "space"  # a memory space: old, young, eden, heap, stack, ...
+    METHOD = "http_request_method"
+    ROUTE = "http_route"
+    STATUS = "http_response_status_code"
+    CHECK = "check"
+    RUNTIME = "runtime"
+    RUNTIME_VERSION = "runtime_version"
+    APP = "application"
+    APP_VERSION = "application_version"
+    REASON = "reason"
+    PROFILE = "profile"
+    RESULT = "result"
+    # Labels that Prometheus and the generated scrape configs attach, used by dashboards/alerts.
+    INSTANCE = "instance"
+    JOB = "job"
+    SERVICE = "service"
+    ENVIRONMENT = "environment"
+
+
+GC_KIND_MINOR = "minor"  # young generation / scavenge (Pharo: incremental GC)
+GC_KIND_MAJOR = "major"  # whole heap (Pharo: full GC; Go: every cycle)
+GC_KINDS = (GC_KIND_MINOR, GC_KIND_MAJOR)
+
+# Route label values the exporter itself produces.
+ROUTE_OVERFLOW = "__overflow__"  # routes beyond the per-target cap are summed here
+ROUTE_UNKNOWN = "__unknown__"  # the application reported no route
+
+# Why a scrape of a target failed: a bounded set, exposed as `pharos_scrape_error{reason}`.
+SCRAPE_ERROR_REASONS = (
+    "connection_refused",  # nothing listens at the target's address
+    "connection_error",  # DNS failure, reset, unreachable network
+    "timeout",  # no complete answer before the scrape deadline
+    "tls_error",  # certificate or handshake failure
+    "auth_failed",  # HTTP 401 or 403 from the target
+    "http_status",  # any other non-2xx status
+    "too_large",  # body larger than the configured cap
+    "not_json",  # the body is not JSON (an HTML error page, for example)
+    "invalid_document",  # JSON, but not the shape the profile expects (wrong types)
+    "concurrency_limit",  # too many scrapes of this target or overall already running
+    "internal_error",  # a bug in the exporter: please report it
+)
+
+_RUNTIME = "Runtime"
+_HTTP = "HTTP server"
+_APP = "Application"
+_PROCESS = "Process"
+_EXPORTER = "Exporter"
+
+# --- Runtime: garbage collection -------------------------------------------------------------
+GC_COLLECTIONS = Metric(
+    "runtime_gc_collections_total",
+    COUNTER,
+    "Garbage collections since the runtime started, by kind (minor: young generation, major: whole heap).",
+    (Label.GC_KIND,),
+    _RUNTIME,
+)
+GC_DURATION = Metric(
+    "runtime_gc_duration_seconds_total",
+    COUNTER,
+    "Time spent in garbage collection since the runtime started, by kind, in seconds.",
+    (Label.GC_KIND,),
+    _RUNTIME,
+)
+GC_TENURED_OBJECTS = Metric(
+    "runtime_gc_tenured_objects_total",
+    COUNTER,
+    "Objects promoted (tenured) from the young generation to the old one since the runtime started.",
+    (),
+    _RUNTIME,
+)
+GC_HEAP_GOAL = Metric(
+    "runtime_gc_heap_goal_bytes",
+    GAUGE,
+    "Heap size at which the next garbage collection is due, in bytes.",
+    (),
+    _RUNTIME,
+)
+
+# --- Runtime: memory -------------------------------------------------------------------------
+MEMORY_SPACE = Metric(
+    "runtime_memory_bytes",
+    GAUGE,
+    "Size of a memory space of the runtime in bytes. Spaces may nest (eden is part of young): do not sum across spaces.",
+    (Label.SPACE,),
+    _RUNTIME,
+)
+MEMORY_FREE = Metric(
+    "runtime_memory_free_bytes",
+    GAUGE,
+    "Free bytes within a memory space of the runtime.",
+    (Label.SPACE,),
+    _RUNTIME,
+)
+MEMORY_LIMIT = Metric(
+    "runtime_memory_limit_bytes",
+    GAUGE,
+    "Largest size a memory space may grow to, in bytes; absent when the runtime sets no limit.",
+    (Label.SPACE,),
+    _RUNTIME,
+)
+MEMORY_TOTAL = Metric(
+    "runtime_memory_total_bytes",
+    GAUGE,
+    "All memory the runtime has obtained from the operating system, in bytes.",
+    (),
+    _RUNTIME,
+)
+
+# --- Runtime: identity and lifetime ----------------------------------------------------------
+START_TIME = Metric(
+    "runtime_start_time_seconds",
+    GAUGE,
+    "Start time of the runtime since the Unix epoch, in seconds.",
+    (),
+    _RUNTIME,
+)
+UPTIME = Metric(
+    "runtime_uptime_seconds",
+    GAUGE,
+    "Seconds since the runtime started, as the runtime reports it.",
+    (),
+    _RUNTIME,
+)
+RUNTIME_INFO = Metric(
+    "runtime_info",
+    GAUGE,
+    "Always 1; labels name the runtime, its version and the application running on it.",
+    (Label.RUNTIME, Label.RUNTIME_VERSION, Label.APP, Label.APP_VERSION),
+    _RUNTIME,
+)
+
+# --- HTTP server (OpenTelemetry http.server.*) -----------------------------------------------
+HTTP_REQUEST_DURATION = Metric(
+    "http_server_request_duration_seconds",
+    HISTOGRAM,
+    "Duration of HTTP server requests in seconds. `_count` counts requests; buckets only where the application reports them.",
+    (Label.METHOD, Label.ROUTE, Label.STATUS),
+    _HTTP,
+)
+HTTP_RESPONSE_SIZE = Metric(
+    "http_server_response_body_size_bytes",
+    HISTOGRAM,
+    "Size of HTTP server response bodies in bytes. `_sum` is the bytes sent; `_count` the responses.",
+    (Label.METHOD, Label.ROUTE, Label.STATUS),
+    _HTTP,
+)
+HTTP_ACTIVE_REQUESTS = Metric(
+    "http_server_active_requests",
+    GAUGE,
+    "HTTP server requests in flight.",
+    (),
+    _HTTP,
+)
+
+# --- Application health ----------------------------------------------------------------------
+APP_HEALTHY = Metric(
+    "application_healthy",
+    GAUGE,
+    "1 when the application reports itself healthy, 0 when it reports a problem.",
+    (),
+    _APP,
+)
+APP_HEALTH_CHECK = Metric(
+    "application_health_check_healthy",
+    GAUGE,
+    "1 when one named health check of the application passes, 0 when it fails.",
+    (Label.CHECK,),
+    _APP,
+)
+
+# --- The target's process (sidecar mode, optional, through psutil) ---------------------------
+PROCESS_CPU = Metric(
+    "process_cpu_seconds_total",
+    COUNTER,
+    "User and system CPU time spent by the target's process, in seconds.",
+    (),
+    _PROCESS,
+)
+PROCESS_RESIDENT_MEMORY = Metric(
+    "process_resident_memory_bytes",
+    GAUGE,
+    "Resident memory of the target's process, in bytes.",
+    (),
+    _PROCESS,
+)
+PROCESS_VIRTUAL_MEMORY = Metric(
+    "process_virtual_memory_bytes",
+    GAUGE,
+    "Virtual memory of the target's process, in bytes.",
+    (),
+    _PROCESS,
+)
+PROCESS_THREADS = Metric(
+    "process_threads",
+    GAUGE,
+    "Operating-system threads of the target's process.",
+    (),
+    _PROCESS,
+)
+PROCESS_OPEN_FDS = Metric(
+    "process_open_fds",
+    GAUGE,
+    "Open file descriptors of the target's process.",
+    (),
+    _PROCESS,
+)
+PROCESS_START_TIME = Metric(
+    "process_start_time_seconds",
+    GAUGE,
+    "Start time of the target's process since the Unix epoch, in seconds.",
+    (),
+    _PROCESS,
+)
+PROCESS_UP = Metric(
+    "pharos_process_found",
+    GAUGE,
+    "1 when the exporter found the target's process (by pid, pid file or name), 0 otherwise.",
+    (),
+    _PROCESS,
+)
+
+# --- The exporter's view of each scrape ------------------------------------------------------
+SCRAPE_SUCCESS = Metric(
+    "pharos_scrape_success",
+    GAUGE,
+    "1 when the last fetch of the target's stats succeeded and the document matched its profile, 0 otherwise.",
+    (),
+    _EXPORTER,
+)
+SCRAPE_DURATION = Metric(
+    "pharos_scrape_duration_seconds",
+    GAUGE,
+    "Time the exporter took to fetch and convert the target's stats, in seconds.",
+    (),
+    _EXPORTER,
+)
+SCRAPE_RESPONSE_SIZE = Metric(
+    "pharos_scrape_response_size_bytes",
+    GAUGE,
+    "Size of the target's stats response body, in bytes.",
+    (),
+    _EXPORTER,
+)
+SCRAPE_ERROR = Metric(
+    "pharos_scrape_error",
+    GAUGE,
+    "1 for the reason the last scrape failed, 0 for every other reason; all 0 after a success.",
+    (Label.REASON,),
+    _EXPORTER,
+)
+SCRAPE_ROUTES = Metric(
+    "pharos_scrape_routes",
+    GAUGE,
+    "Distinct HTTP route templates the exporter keeps for the target (capped; the rest go to the overflow route).",
+    (),
+    _EXPORTER,
+)
+# Counters on the exporter's own /metrics, across all scrapes since it started.
+EXPORTER_SCRAPES = Metric(
+    "pharos_exporter_scrapes_total",
+    COUNTER,
+    "Scrapes of targets by this exporter since it started, by profile and result (success | failure).",
+    (Label.PROFILE, Label.RESULT),
+    _EXPORTER,
+)
+EXPORTER_SCRAPE_ERRORS = Metric(
+    "pharos_exporter_scrape_errors_total",
+    COUNTER,
+    "Failed scrapes of targets by this exporter since it started, by reason.",
+    (Label.REASON,),
+    _EXPORTER,
+)
+EXPORTER_PROBES_DENIED = Metric(
+    "pharos_exporter_probes_denied_total",
+    COUNTER,
+    "Requests to /probe refused because the target is not on the allow-list.",
+    (),
+    _EXPORTER,
+)
+EXPORTER_BUILD_INFO = Metric(
+    "pharos_exporter_build_info",
+    GAUGE,
+    "Always 1; labels give the exporter's version and Python version.",
+    ("version", "python_version"),
+    _EXPORTER,
+)
+
+
+def all_metrics() -> list[Metric]:
+    """Every metric of the vocabulary, in definition order."""
+    return [value for value in globals().values() if isinstance(value, Metric)]
+
+
+def by_name(name: str) -> Metric:
+    """The metric whose PromQL name is `name`; KeyError names the unknown metric."""
+    for metric in all_metrics():
+        if metric.name == name:
+            return metric
+    raise KeyError(f"no metric named {name!r} in the Pharos catalogue (exporter/catalogue.py)")

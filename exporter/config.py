@@ -1,0 +1,384 @@
+"""The exporter's configuration: one YAML file, overridable by flags and environment variables.
+
+Every problem is reported as `ConfigError` naming the file, the key path and what to do, e.g.
+`pharos.yml: targets[0].profile: unknown profile 'pharoh'; known profiles: go-expvar, pharo, stargate`.
+Secrets are never accepted inline: passwords and tokens come from files or environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_LISTEN = "0.0.0.0:9841"
+DEFAULT_PROFILE = "pharo"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names where and what."""
+
+
+# --- secrets ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Secret:
+    """A secret read, when needed, from a file or an environment variable; never stored inline."""
+
+    file: str = ""
+    env: str = ""
+
+    def read(self) -> str:
+        if self.file:
+            try:
+                with open(self.file, encoding="utf-8") as handle:
+                    return handle.read().strip()
+            except OSError as error:
+                raise ConfigError(f"cannot read secret file {self.file}: {error.strerror}") from None
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise ConfigError(f"environment variable {self.env} (named as a secret source) is not set")
+            return value
+        return ""
+
+    def __bool__(self) -> bool:
+        return bool(self.file or self.env)
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file else f"environment variable {self.env}"
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Credentials the exporter sends to a target: bearer token or basic auth."""
+
+    bearer_token: Secret = Secret()
+    username: str = ""
+    password: Secret = Secret()
+
+    def headers(self) -> dict[str, str]:
+        if self.bearer_token:
+            return {"Authorization": "Bearer " + self.bearer_token.read()}
+        if self.username:
+            import base64
+
+            pair = f"{self.username}:{self.password.read()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        return {}
+
+    def check(self) -> None:
+        """Read every secret once, so that a missing file fails at start, not at the first scrape."""
+        self.headers()
+
+
+@dataclass(frozen=True)
+class TLS:
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    insecure_skip_verify: bool = False
+
+    def verify_argument(self) -> bool | str:
+        if self.insecure_skip_verify:
+            return False
+        return self.ca_file or True
+
+
+# --- the configuration -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Process:
+    pid: int = 0
+    pid_file: str = ""
+    name: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.pid or self.pid_file or self.name)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    profile: str = DEFAULT_PROFILE
+    auth: Auth = Auth()
+    tls: TLS = TLS()
+    health: bool = True  # also call the profile's health-check endpoint, where it has one
+    process: Process = Process()
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_seconds: float = 10.0
+    # Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds, so the exporter answers
+    # (with success 0) before Prometheus gives up on it.
+    timeout_margin_seconds: float = 0.5
+    max_response_bytes: int = 16 * 1024 * 1024
+    max_routes_per_target: int = 200
+    max_concurrent_scrapes: int = 32
+    max_concurrent_per_target: int = 4
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Multi-target mode: which targets `/probe` may contact, and how."""
+
+    allow: tuple[str, ...] = ()
+    default_profile: str = DEFAULT_PROFILE
+    auth: Auth = Auth()
+    tls: TLS = TLS()
+    health: bool = True
+    max_targets_remembered: int = 10000  # route tables kept for so many distinct targets
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = DEFAULT_LISTEN
+    targets: tuple[Target, ...] = ()
+    probe: Probe = Probe()
+    limits: Limits = Limits()
+    source: str = "<defaults>"
+
+
+# --- loading and validation ------------------------------------------------------------------
+class _Reader:
+    """Walks a parsed YAML mapping, naming the file and key path in every error."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> ConfigError:
+        where = f"{self.source}: {path}" if path else self.source
+        return ConfigError(f"{where}: {problem}")
+
+    def mapping(self, value: Any, path: str, known: set[str]) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {type(value).__name__}")
+        unknown = sorted(str(key) for key in value if key not in known)
+        if unknown:
+            raise self.fail(_join(path, unknown[0]), f"unknown key; known keys here: {', '.join(sorted(known))}")
+        return value
+
+    def typed(self, data: dict, key: str, path: str, kind: type | tuple, default: Any, check: Callable[[Any], str] | None = None) -> Any:
+        if key not in data or data[key] is None:
+            return default
+        value = data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.fail(_join(path, key), f"expected {names}, got {type(value).__name__} {value!r}")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise self.fail(_join(path, key), problem)
+        return value
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _positive(value) -> str:
+    return "" if value > 0 else f"must be greater than 0, got {value}"
+
+
+def _non_negative(value) -> str:
+    return "" if value >= 0 else f"must not be negative, got {value}"
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r} is not an http:// or https:// URL"
+    if not parts.hostname:
+        return f"{url!r} has no host"
+    try:
+        parts.port
+    except ValueError:
+        return f"{url!r} has an invalid port"
+    return ""
+
+
+def check_listen(listen: str) -> str:
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"{listen!r} is not HOST:PORT with a port between 1 and 65535"
+    return ""
+
+
+_INLINE_SECRETS = {"password", "bearer_token", "token"}
+
+
+def _secret(reader: _Reader, data: dict, base: str, path: str) -> Secret:
+    file_key, env_key = f"{base}_file", f"{base}_env"
+    if base in data:
+        raise reader.fail(
+            _join(path, base),
+            f"secrets are not accepted inline; put it in a file ({file_key}) or an environment variable ({env_key})",
+        )
+    secret = Secret(
+        reader.typed(data, file_key, path, str, ""),
+        reader.typed(data, env_key, path, str, ""),
+    )
+    if secret.file and secret.env:
+        raise reader.fail(path, f"give {file_key} or {env_key}, not both")
+    return secret
+
+
+def _auth(reader: _Reader, value: Any, path: str) -> Auth:
+    data = reader.mapping(
+        value,
+        path,
+        {"bearer_token_file", "bearer_token_env", "bearer_token", "basic_auth"},
+    )
+    bearer = _secret(reader, data, "bearer_token", path)
+    username, password = "", Secret()
+    if "basic_auth" in data:
+        basic_path = _join(path, "basic_auth")
+        basic = reader.mapping(data["basic_auth"], basic_path, {"username", "password", "password_file", "password_env"})
+        username = reader.typed(basic, "username", basic_path, str, "")
+        if not username:
+            raise reader.fail(_join(basic_path, "username"), "basic_auth needs a username")
+        password = _secret(reader, basic, "password", basic_path)
+    if bearer and username:
+        raise reader.fail(path, "give bearer_token_* or basic_auth, not both")
+    auth = Auth(bearer, username, password)
+    try:
+        auth.check()
+    except ConfigError as error:
+        raise reader.fail(path, str(error)) from None
+    return auth
+
+
+def _tls(reader: _Reader, value: Any, path: str) -> TLS:
+    data = reader.mapping(value, path, {"ca_file", "cert_file", "key_file", "insecure_skip_verify"})
+    tls = TLS(
+        reader.typed(data, "ca_file", path, str, ""),
+        reader.typed(data, "cert_file", path, str, ""),
+        reader.typed(data, "key_file", path, str, ""),
+        reader.typed(data, "insecure_skip_verify", path, bool, False),
+    )
+    for key in ("ca_file", "cert_file", "key_file"):
+        name = getattr(tls, key)
+        if name and not os.path.isfile(name):
+            raise reader.fail(_join(path, key), f"file {name} does not exist")
+    if tls.key_file and not tls.cert_file:
+        raise reader.fail(_join(path, "key_file"), "a key_file needs a cert_file")
+    return tls
+
+
+def _profile_name(reader: _Reader, data: dict, key: str, path: str, default: str) -> str:
+    from .profiles import PROFILES
+
+    name = reader.typed(data, key, path, str, default)
+    if name not in PROFILES:
+        raise reader.fail(_join(path, key), f"unknown profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}")
+    return name
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def _target(reader: _Reader, value: Any, path: str, index: int) -> Target:
+    data = reader.mapping(value, path, {"name", "url", "profile", "auth", "tls", "health", "process"})
+    url = reader.typed(data, "url", path, str, "", check_url)
+    if not url:
+        raise reader.fail(_join(path, "url"), "every target needs a url, e.g. http://127.0.0.1:8080/stats")
+    name = reader.typed(data, "name", path, str, f"target{index}" if index else "app")
+    if not _NAME.match(name):
+        raise reader.fail(_join(path, "name"), f"{name!r} may only hold letters, digits and _.:-")
+    process_path = _join(path, "process")
+    process_data = reader.mapping(data.get("process"), process_path, {"pid", "pid_file", "name"})
+    process = Process(
+        reader.typed(process_data, "pid", process_path, int, 0, _non_negative),
+        reader.typed(process_data, "pid_file", process_path, str, ""),
+        reader.typed(process_data, "name", process_path, str, ""),
+    )
+    return Target(
+        name=name,
+        url=url,
+        profile=_profile_name(reader, data, "profile", path, DEFAULT_PROFILE),
+        auth=_auth(reader, data.get("auth"), _join(path, "auth")),
+        tls=_tls(reader, data.get("tls"), _join(path, "tls")),
+        health=reader.typed(data, "health", path, bool, True),
+        process=process,
+    )
+
+
+def _limits(reader: _Reader, value: Any, path: str) -> Limits:
+    defaults = Limits()
+    known = set(Limits.__dataclass_fields__)
+    data = reader.mapping(value, path, known)
+    return Limits(
+        timeout_seconds=reader.typed(data, "timeout_seconds", path, float, defaults.timeout_seconds, _positive),
+        timeout_margin_seconds=reader.typed(data, "timeout_margin_seconds", path, float, defaults.timeout_margin_seconds, _non_negative),
+        max_response_bytes=reader.typed(data, "max_response_bytes", path, int, defaults.max_response_bytes, _positive),
+        max_routes_per_target=reader.typed(data, "max_routes_per_target", path, int, defaults.max_routes_per_target, _positive),
+        max_concurrent_scrapes=reader.typed(data, "max_concurrent_scrapes", path, int, defaults.max_concurrent_scrapes, _positive),
+        max_concurrent_per_target=reader.typed(data, "max_concurrent_per_target", path, int, defaults.max_concurrent_per_target, _positive),
+    )
+
+
+def _probe(reader: _Reader, value: Any, path: str) -> Probe:
+    from .allowlist import AllowList
+
+    data = reader.mapping(value, path, {"allow", "default_profile", "auth", "tls", "health", "max_targets_remembered"})
+    allow = reader.typed(data, "allow", path, list, [])
+    for index, entry in enumerate(allow):
+        if not isinstance(entry, str):
+            raise reader.fail(_join(_join(path, "allow"), index), f"expected a string, got {type(entry).__name__}")
+        problem = AllowList.check_entry(entry)
+        if problem:
+            raise reader.fail(_join(_join(path, "allow"), index), problem)
+    return Probe(
+        allow=tuple(allow),
+        default_profile=_profile_name(reader, data, "default_profile", path, DEFAULT_PROFILE),
+        auth=_auth(reader, data.get("auth"), _join(path, "auth")),
+        tls=_tls(reader, data.get("tls"), _join(path, "tls")),
+        health=reader.typed(data, "health", path, bool, True),
+        max_targets_remembered=reader.typed(data, "max_targets_remembered", path, int, 10000, _positive),
+    )
+
+
+def parse(data: Any, source: str) -> Config:
+    """Build a Config from parsed YAML; `source` names the file in errors."""
+    reader = _Reader(source)
+    data = reader.mapping(data, "", {"listen", "targets", "probe", "limits"})
+    targets_value = reader.typed(data, "targets", "", list, [])
+    targets = tuple(_target(reader, value, _join("targets", index), index) for index, value in enumerate(targets_value))
+    names = [target.name for target in targets]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise reader.fail("targets", f"target names must be unique; {duplicates[0]!r} appears more than once")
+    return Config(
+        listen=reader.typed(data, "listen", "", str, DEFAULT_LISTEN, check_listen),
+        targets=targets,
+        probe=_probe(reader, data.get("probe"), "probe"),
+        limits=_limits(reader, data.get("limits"), "limits"),
+        source=source,
+    )
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}: {where}not valid YAML: {problem}") from None
+    return parse(data, path)

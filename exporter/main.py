@@ -1,0 +1,121 @@
+"""`pharos exporter`: flags and environment variables on top of the YAML configuration."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+
+from .config import DEFAULT_LISTEN, Config, ConfigError, Target, check_listen, check_url, load
+from .profiles import PROFILES
+
+log = logging.getLogger("pharos.exporter")
+
+ENVIRONMENT = {
+    "PHAROS_CONFIG": "--config",
+    "PHAROS_TARGET": "--target",
+    "PHAROS_PROFILE": "--profile",
+    "PHAROS_LISTEN": "--listen",
+    "PHAROS_PROBE_ALLOW": "--allow (comma-separated)",
+    "PHAROS_LOG_LEVEL": "--log-level",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--config", default=env("PHAROS_CONFIG"), metavar="FILE", help="YAML configuration file (env PHAROS_CONFIG)")
+    parser.add_argument("--target", default=env("PHAROS_TARGET"), metavar="URL", help="stats URL of the one target of a sidecar; replaces the file's targets (env PHAROS_TARGET)")
+    parser.add_argument("--profile", default=env("PHAROS_PROFILE"), choices=sorted(PROFILES), help="profile of --target (env PHAROS_PROFILE; default pharo)")
+    parser.add_argument("--listen", default=env("PHAROS_LISTEN"), metavar="HOST:PORT", help=f"address to serve on (env PHAROS_LISTEN; default {DEFAULT_LISTEN})")
+    parser.add_argument("--allow", action="append", default=None, metavar="ENTRY", help="allow /probe to contact a network, host or URL prefix; repeatable (env PHAROS_PROBE_ALLOW, comma-separated)")
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary and exit (0 valid, 1 invalid)")
+    parser.add_argument("--list-profiles", action="store_true", help="list the profiles and exit")
+    parser.add_argument("--log-level", default=env("PHAROS_LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    config = load(args.config) if args.config else Config(source="flags")
+    changes = {}
+    if args.listen:
+        problem = check_listen(args.listen)
+        if problem:
+            raise ConfigError(f"--listen: {problem}")
+        changes["listen"] = args.listen
+    if args.target:
+        problem = check_url(args.target)
+        if problem:
+            raise ConfigError(f"--target: {problem}")
+        changes["targets"] = (Target(name="app", url=args.target, profile=args.profile or "pharo"),)
+    elif args.profile and config.targets:
+        changes["targets"] = tuple(dataclasses.replace(t, profile=args.profile) for t in config.targets)
+    allow = args.allow
+    if allow is None and os.environ.get("PHAROS_PROBE_ALLOW"):
+        allow = [entry.strip() for entry in os.environ["PHAROS_PROBE_ALLOW"].split(",") if entry.strip()]
+    if allow:
+        from .allowlist import AllowList
+
+        for entry in allow:
+            problem = AllowList.check_entry(entry)
+            if problem:
+                raise ConfigError(f"--allow: {problem}")
+        changes["probe"] = dataclasses.replace(config.probe, allow=config.probe.allow + tuple(allow))
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def summary(config: Config) -> str:
+    lines = [f"configuration {config.source}: valid", f"  listen: {config.listen}"]
+    for target in config.targets:
+        lines.append(f"  target {target.name}: {target.url} (profile {target.profile})")
+    if not config.targets:
+        lines.append("  no sidecar targets: /metrics serves the exporter's own metrics only")
+    allow = ", ".join(config.probe.allow) or "nothing (every /probe is refused)"
+    lines.append(f"  /probe allows: {allow}")
+    limits = config.limits
+    lines.append(
+        f"  limits: timeout {limits.timeout_seconds}s, body {limits.max_response_bytes} bytes, "
+        f"{limits.max_routes_per_target} routes per target, {limits.max_concurrent_scrapes} concurrent scrapes"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.list_profiles:
+        for profile in PROFILES.values():
+            print(f"{profile.name:10} {profile.summary} (default path {profile.default_path})")
+        return 0
+    try:
+        config = build_config(args)
+    except ConfigError as error:
+        print(f"pharos exporter: {error}", file=sys.stderr)
+        return 1
+    if args.check_config:
+        print(summary(config))
+        return 0
+    from .server import Exporter, make_server
+
+    exporter = Exporter(config)
+    try:
+        server = make_server(exporter, config.listen)
+    except OSError as error:
+        print(f"pharos exporter: cannot listen on {config.listen}: {error.strerror}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: _shutdown(server))
+    log.info("serving on http://%s (targets: %s)", config.listen, ", ".join(t.url for t in config.targets) or "none")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        exporter.close()
+    return 0
+
+
+def _shutdown(server) -> None:
+    import threading
+
+    threading.Thread(target=server.shutdown, daemon=True).start()

@@ -1,0 +1,126 @@
+"""`pharo`: the stats endpoint Pharos defines for Pharo images (GC as `Smalltalk vm` names it,
+Zinc HTTP request statistics). The format is specified in `docs/pharo-stats.md` and
+`exporter/profiles/schemas/pharo-stats.schema.json`; `pharos demo-app` serves it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import catalogue as c
+from ..reading import DocumentError, Reading, mapping, number, sequence, text
+from .base import Profile
+
+MS = 1e-3
+
+# (field in "vm", memory space, role). Sizes are bytes; `maxOldSpaceSize` 0 means unlimited.
+_SPACES = (
+    ("oldSpace", "old", "size"),
+    ("freeOldSpaceSize", "old", "free"),
+    ("maxOldSpaceSize", "old", "limit"),
+    ("youngSpaceSize", "young", "size"),
+    ("edenSpaceSize", "eden", "size"),
+)
+
+
+def parse(document: Any, reading: Reading) -> None:
+    doc = mapping(document, "$")
+    _runtime(doc, reading)
+    if "vm" in doc:
+        _vm(mapping(doc["vm"], "$.vm"), reading)
+    if "http" in doc:
+        _http(mapping(doc["http"], "$.http"), reading)
+    if "health" in doc:
+        health = mapping(doc["health"], "$.health")
+        checks = mapping(health.get("checks", {}), "$.health.checks")
+        reading.health(
+            bool(number(health.get("healthy"), "$.health.healthy")),
+            {name: bool(number(passed, f"$.health.checks.{name}")) for name, passed in checks.items()},
+        )
+
+
+def _runtime(doc, reading: Reading) -> None:
+    runtime = mapping(doc.get("runtime", {}), "$.runtime")
+    application = mapping(doc.get("application", {}), "$.application")
+    reading.info(
+        text(runtime.get("name", "pharo"), "$.runtime.name"),
+        text(runtime.get("version", ""), "$.runtime.version"),
+        text(application.get("name", ""), "$.application.name"),
+        text(application.get("version", ""), "$.application.version"),
+    )
+    if "uptimeSeconds" in runtime:
+        uptime = number(runtime["uptimeSeconds"], "$.runtime.uptimeSeconds")
+        reading.set(c.UPTIME, uptime)
+        if "startTime" not in runtime:
+            # Rounded so that the derived start time does not wobble between scrapes.
+            reading.set(c.START_TIME, float(round(time.time() - uptime)))
+    if "startTime" in runtime:
+        reading.set(c.START_TIME, number(runtime["startTime"], "$.runtime.startTime"))
+
+
+def _vm(vm, reading: Reading) -> None:
+    def field(name):
+        return number(vm[name], f"$.vm.{name}") if name in vm else None
+
+    full_ms, incremental_ms = field("totalFullGCTime"), field("totalIncrementalGCTime")
+    reading.gc(c.GC_KIND_MAJOR, field("fullGCCount"), None if full_ms is None else full_ms * MS)
+    reading.gc(c.GC_KIND_MINOR, field("incrementalGCCount"), None if incremental_ms is None else incremental_ms * MS)
+    tenures = field("tenureCount")
+    if tenures is not None:
+        reading.set(c.GC_TENURED_OBJECTS, tenures)
+    for name, space, role in _SPACES:
+        value = field(name)
+        if value is not None:
+            reading.memory(space, **{role: value})
+    total = field("memorySize")
+    if total is not None:
+        reading.set(c.MEMORY_TOTAL, total)
+
+
+def _http(http, reading: Reading) -> None:
+    if "activeRequests" in http:
+        reading.set(c.HTTP_ACTIVE_REQUESTS, number(http["activeRequests"], "$.http.activeRequests"))
+    bounds_ms = [number(b, f"$.http.durationBucketsMs[{i}]") for i, b in enumerate(sequence(http.get("durationBucketsMs", []), "$.http.durationBucketsMs"))]
+    bounds = [bound * MS for bound in bounds_ms]
+    for index, row in enumerate(sequence(http.get("requests", []), "$.http.requests")):
+        path = f"$.http.requests[{index}]"
+        row = mapping(row, path)
+        count = number(row.get("count"), f"{path}.count")
+        duration_ms = row.get("totalDurationMs")
+        response_bytes = row.get("responseBytes")
+        reading.http(
+            text(row.get("method", "GET"), f"{path}.method"),
+            text(row.get("route", c.ROUTE_UNKNOWN), f"{path}.route"),
+            text(row.get("status"), f"{path}.status"),
+            count,
+            None if duration_ms is None else number(duration_ms, f"{path}.totalDurationMs") * MS,
+            None if response_bytes is None else number(response_bytes, f"{path}.responseBytes"),
+            _cumulative(bounds, row.get("durationBucketCounts"), path),
+        )
+
+
+def _cumulative(bounds, counts, path):
+    """Pharo images count requests per bucket; Prometheus buckets are cumulative."""
+    if counts is None or not bounds:
+        return ()
+    counts = sequence(counts, f"{path}.durationBucketCounts")
+    if len(counts) != len(bounds):
+        raise DocumentError(
+            f"{path}.durationBucketCounts",
+            f"has {len(counts)} entries but $.http.durationBucketsMs has {len(bounds)}",
+        )
+    running, out = 0.0, []
+    for bound, count in zip(bounds, counts):
+        running += number(count, f"{path}.durationBucketCounts")
+        out.append((bound, running))
+    return out
+
+
+PROFILE = Profile(
+    name="pharo",
+    summary="Pharo images: GC and memory as `Smalltalk vm` reports them, Zinc HTTP request statistics",
+    parse=parse,
+    default_path="/stats",
+    reference="docs/pharo-stats.md",
+)

@@ -1,0 +1,272 @@
+"""The exporter's HTTP server: `/metrics`, `/probe`, `/health` and a landing page.
+
+- `/metrics` (sidecar mode): every configured target, scraped now, plus the exporter's own metrics.
+- `/probe?target=...&profile=...` (multi-target mode): one target, scraped now, with a fresh set of
+  families; only targets on the allow-list are contacted (403 otherwise).
+- `/health`: for Docker's HEALTHCHECK; 200 when every configured target answered in time, 503
+  with a JSON reason otherwise.
+The scrape deadline is the configured timeout or Prometheus' X-Prometheus-Scrape-Timeout-Seconds
+less a margin, whichever is shorter, so the exporter always answers before Prometheus gives up.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import platform
+import socket
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from . import __version__
+from . import catalogue as c
+from .allowlist import AllowList
+from .config import Config, check_url
+from .fetch import Fetcher
+from .process import ProcessWatcher
+from .profiles import PROFILES, get as get_profile
+from .routes import RouteTable
+from .scrape import Outcome, Scraper, Target
+
+log = logging.getLogger("pharos.exporter")
+
+
+class _Families:
+    """Adapts a list of families to the `collect()` protocol that generate_latest expects."""
+
+    def __init__(self, families):
+        self._families = families
+
+    def collect(self):
+        return self._families
+
+
+def render(families) -> bytes:
+    return generate_latest(_Families(families))
+
+
+class Exporter:
+    """Everything the handlers need: configuration, targets, scraper, own registry."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.registry = CollectorRegistry()
+        ProcessCollector(namespace="pharos", registry=self.registry)
+        info = Gauge(
+            c.EXPORTER_BUILD_INFO.name, c.EXPORTER_BUILD_INFO.help, c.EXPORTER_BUILD_INFO.labels, registry=self.registry
+        )
+        info.labels(__version__, platform.python_version()).set(1)
+        self.denied = Counter(c.EXPORTER_PROBES_DENIED.family, c.EXPORTER_PROBES_DENIED.help, registry=self.registry)
+        self.scraper = Scraper(self.registry, config.limits.max_concurrent_scrapes)
+        self.allow = AllowList(config.probe.allow)
+        self.targets = [self._sidecar_target(spec) for spec in config.targets]
+        self._probe_targets: OrderedDict[tuple[str, str], Target] = OrderedDict()
+        self._probe_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.targets)), thread_name_prefix="pharos-scrape") if len(self.targets) > 1 else None
+
+    def _sidecar_target(self, spec) -> Target:
+        limits = self.config.limits
+        return Target(
+            url=spec.url,
+            profile=get_profile(spec.profile),
+            fetcher=Fetcher(spec.auth, spec.tls, limits.max_response_bytes),
+            routes=RouteTable(limits.max_routes_per_target),
+            health=spec.health,
+            process=ProcessWatcher(spec.process) if spec.process else None,
+            slots=threading.BoundedSemaphore(limits.max_concurrent_per_target),
+            labels={c.Label.TARGET: spec.name},
+        )
+
+    def deadline(self, prometheus_timeout: str | None) -> float:
+        limits = self.config.limits
+        timeout = limits.timeout_seconds
+        if prometheus_timeout:
+            try:
+                offered = float(prometheus_timeout)
+            except ValueError:
+                offered = 0.0
+            if offered > 0:
+                margin = min(limits.timeout_margin_seconds, offered / 2)
+                timeout = min(timeout, offered - margin)
+        return time.monotonic() + timeout
+
+    def scrape_all(self, deadline: float) -> list[Outcome]:
+        if self._pool is None:
+            return [self.scraper.scrape(target, deadline) for target in self.targets]
+        futures = [self._pool.submit(self.scraper.scrape, target, deadline) for target in self.targets]
+        return [future.result() for future in futures]
+
+    def probe_target(self, url: str, profile_name: str) -> Target:
+        """The remembered state of a probed target (connections, route table), created on first use."""
+        key = (url, profile_name)
+        with self._probe_lock:
+            target = self._probe_targets.get(key)
+            if target is not None:
+                self._probe_targets.move_to_end(key)
+                return target
+            probe, limits = self.config.probe, self.config.limits
+            target = Target(
+                url=url,
+                profile=get_profile(profile_name),
+                fetcher=Fetcher(probe.auth, probe.tls, limits.max_response_bytes),
+                routes=RouteTable(limits.max_routes_per_target),
+                health=probe.health,
+                slots=threading.BoundedSemaphore(limits.max_concurrent_per_target),
+            )
+            self._probe_targets[key] = target
+            while len(self._probe_targets) > probe.max_targets_remembered:
+                _, evicted = self._probe_targets.popitem(last=False)
+                evicted.fetcher.close()
+            return target
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        for target in self.targets:
+            target.fetcher.close()
+        with self._probe_lock:
+            for target in self._probe_targets.values():
+                target.fetcher.close()
+            self._probe_targets.clear()
+
+
+def probe_url(target: str, profile_name: str) -> str:
+    """`host:port` or a URL without a path becomes the profile's default stats URL."""
+    if "://" not in target:
+        target = "http://" + target
+    parts = urlsplit(target)
+    if parts.path in ("", "/") and not parts.query:
+        default_path = PROFILES[profile_name].default_path if profile_name in PROFILES else "/"
+        target = f"{parts.scheme}://{parts.netloc}{default_path}"
+    return target
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "pharos-exporter/" + __version__
+    timeout = 120  # idle keep-alive connections are closed, so their threads end
+    exporter: Exporter  # set on the subclass made by make_server
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        parts = urlsplit(self.path)
+        route = {
+            "/metrics": self._metrics,
+            "/probe": self._probe,
+            "/health": self._health,
+            "/": self._landing,
+        }.get(parts.path)
+        if route is None:
+            self._send(404, "text/plain; charset=utf-8", b"not found; see / for the endpoints\n")
+            return
+        try:
+            route(parse_qs(parts.query))
+        except BrokenPipeError:
+            pass
+
+    def _metrics(self, query) -> None:
+        exporter = self.exporter
+        deadline = exporter.deadline(self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+        families = []
+        for outcome in exporter.scrape_all(deadline):
+            families.extend(outcome.families)
+        body = render(families) + generate_latest(exporter.registry)
+        self._send(200, CONTENT_TYPE_LATEST, body)
+
+    def _probe(self, query) -> None:
+        exporter = self.exporter
+        target = (query.get("target") or [""])[0]
+        profile_name = (query.get("profile") or query.get("module") or [exporter.config.probe.default_profile])[0]
+        if not target:
+            self._send(400, "text/plain; charset=utf-8", b"the 'target' parameter is missing, e.g. /probe?target=orders:8080&profile=pharo\n")
+            return
+        if profile_name not in PROFILES:
+            message = f"unknown profile {profile_name!r}; known profiles: {', '.join(sorted(PROFILES))}\n"
+            self._send(400, "text/plain; charset=utf-8", message.encode())
+            return
+        url = probe_url(target, profile_name)
+        problem = check_url(url)
+        if problem:
+            self._send(400, "text/plain; charset=utf-8", f"bad target: {problem}\n".encode())
+            return
+        if not exporter.allow.allows(url):
+            exporter.denied.inc()
+            log.warning("probe of %s denied: not on the allow-list", url)
+            message = f"target {url} is not on the allow-list (probe.allow in {exporter.config.source})\n"
+            self._send(403, "text/plain; charset=utf-8", message.encode())
+            return
+        deadline = exporter.deadline(self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+        outcome = exporter.scraper.scrape(exporter.probe_target(url, profile_name), deadline)
+        self._send(200, CONTENT_TYPE_LATEST, render(outcome.families))
+
+    def _health(self, query) -> None:
+        exporter = self.exporter
+        deadline = exporter.deadline(self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+        outcomes = exporter.scrape_all(deadline)
+        report = {
+            "status": "ok" if all(o.success for o in outcomes) else "failing",
+            "targets": [
+                {
+                    "name": target.labels.get(c.Label.TARGET, ""),
+                    "url": target.url,
+                    "success": outcome.success,
+                    "reason": outcome.reason,
+                    "detail": outcome.detail,
+                    "duration_seconds": round(outcome.duration, 4),
+                }
+                for target, outcome in zip(exporter.targets, outcomes)
+            ],
+        }
+        status = 200 if report["status"] == "ok" else 503
+        self._send(status, "application/json", json.dumps(report, indent=2).encode() + b"\n")
+
+    def _landing(self, query) -> None:
+        exporter = self.exporter
+        rows = "".join(
+            f"<li>{html.escape(t.labels.get(c.Label.TARGET, ''))}: {html.escape(t.url)} ({html.escape(t.profile.name)})</li>"
+            for t in exporter.targets
+        ) or "<li>none (multi-target mode only)</li>"
+        profiles = "".join(f"<li><b>{html.escape(p.name)}</b>: {html.escape(p.summary)}</li>" for p in PROFILES.values())
+        page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Pharos exporter</title></head>
+<body><h1>Pharos exporter {html.escape(__version__)}</h1>
+<ul><li><a href="/metrics">/metrics</a>: configured targets and the exporter's own metrics</li>
+<li><a href="/health">/health</a>: 200 when every configured target answers in time, 503 otherwise</li>
+<li>/probe?target=HOST:PORT&amp;profile=NAME: one target on the allow-list</li></ul>
+<h2>Targets</h2><ul>{rows}</ul><h2>Profiles</h2><ul>{profiles}</ul>
+<p>Configuration: {html.escape(exporter.config.source)}</p></body></html>
+"""
+        self._send(200, "text/html; charset=utf-8", page.encode())
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+
+def make_server(exporter: Exporter, listen: str) -> Server:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    handler = type("BoundHandler", (Handler,), {"exporter": exporter})
+    if ":" in host:
+        server_class = type("Server6", (Server,), {"address_family": socket.AF_INET6})
+    else:
+        server_class = Server
+    return server_class((host, int(port)), handler)
