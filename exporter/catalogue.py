@@ -3,7 +3,7 @@
 This module is the contract between the exporter, the dashboards and the alerts. Profiles fill these
 metrics from one runtime's JSON; dashboards and alert rules import the names from here, so a rename
 breaks a test instead of a panel. `docs/metrics.md` is generated from this module
-(`pharos docs metrics`) and a test keeps the two in step.
+(`python -m exporter.metrics_doc`) and a test keeps the two in step.
 
 Naming follows Prometheus' rules (base units, `_total` for counters, `_seconds`/`_bytes` suffixes)
 and OpenTelemetry's semantic conventions where one exists (`http_server_request_duration_seconds`
