@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import catalogue as c
-from ..reading import Reading, mapping, number
+from ..reading import Reading, mapping, number, sequence, text
 from .base import Profile
 
 
@@ -24,17 +24,26 @@ def parse(document: Any, reading: Reading) -> None:
 
     pause_ns = field("PauseTotalNs")
     reading.gc(c.GC_KIND_MAJOR, field("NumGC"), None if pause_ns is None else pause_ns * 1e-9)
-    reading.memory("heap", size=field("HeapAlloc"), free=_difference(field("HeapIdle"), field("HeapReleased")))
+    heap_sys, heap_released, heap_alloc = field("HeapSys"), field("HeapReleased"), field("HeapAlloc")
+    if heap_sys is not None and heap_released is not None:
+        # The heap the runtime holds (spans in use + idle spans not yet returned to the OS); what
+        # live objects do not occupy of it is free, so that size - free = HeapAlloc, as for Pharo.
+        held = heap_sys - heap_released
+        reading.memory("heap", size=held, free=None if heap_alloc is None else held - heap_alloc)
     reading.memory("stack", size=field("StackInuse"))
     if (goal := field("NextGC")) is not None:
         reading.set(c.GC_HEAP_GOAL, goal)
     if (total := field("Sys")) is not None:
         reading.set(c.MEMORY_TOTAL, total)
-    reading.info("go")
+    reading.info("go", application=_program(doc))
 
 
-def _difference(a, b):
-    return None if a is None or b is None else a - b
+def _program(doc) -> str:
+    """The program's file name from expvar's `cmdline` (os.Args), "" when absent."""
+    cmdline = sequence(doc.get("cmdline", []), "$.cmdline")
+    if not cmdline:
+        return ""
+    return text(cmdline[0], "$.cmdline[0]").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 PROFILE = Profile(

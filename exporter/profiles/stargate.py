@@ -1,14 +1,143 @@
-"""`stargate`: placeholder replaced by the Stargate helper."""
+"""`stargate`: the operational metrics of ba-st/Stargate, the REST framework for Pharo.
+
+`GET /operations/metrics` with `Accept: application/vnd.stargate.operational-metrics+json` and a
+bearer token (a JWT granting `read:metrics`) answers a JSON array of metrics, each
+`{"name", "description", "type": "Gauge"|"Counter", "value"}` plus, for broken-down ones, a
+`"metrics"` list of `{"value", "timestamp", <label>: <value>, ...}`. Metrics are found by `name`;
+those not listed below are ignored. A composite's own `value` is the sum of its breakdown and is
+not used. HTTP statistics are three counters (requests, response bytes, milliseconds) over the same
+label sets (`http_method`, `url`, `response_code`, `url_template`, or the subset the application's
+`breakdownCategories` keeps); they are joined here row by row.
+
+The health check is `POST /operations/health-check` answering `{"status": "PASS"|"WARN"|"FAIL"}`
+with 200, or 503 when FAIL. Reference: docs/reference/Metrics.md and docs/HealthCheck.md in
+ba-st/Stargate.
+"""
+
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from ..reading import Reading, mapping
-from .base import Profile
+from .. import catalogue as c
+from ..reading import DocumentError, Reading, mapping, number, sequence, text
+from .base import HealthCheck, Profile
+
+MS = 1e-3
+METRICS_MEDIA_TYPE = "application/vnd.stargate.operational-metrics+json;version=1.0.0"
+# The summary needs no permission beyond authentication; the details type needs one more.
+HEALTH_MEDIA_TYPE = "application/vnd.stargate.health-check.summary+json;version=1.0.0"
+
+MEMORY = "Smalltalk Memory in Bytes"
+GC_TIME = "Garbage Collection Time in Milliseconds"
+GC_COUNT = ("Garbage Collector invocations", "Garbage Collector invokations")  # renamed in Stargate v7
+TENURED = "Tenured objects count"
+UPTIME = "Uptime in seconds"
+HTTP_COUNT = "HTTP request count"
+HTTP_BYTES = "HTTP response size in bytes"
+HTTP_MS = "HTTP request/response duration in ms"
+# Providers that exist only on Pharo (GemStone/S 64 reports HTTP and process counts only).
+_PHARO_ONLY = {MEMORY, GC_TIME, *GC_COUNT, TENURED, UPTIME, "External semaphore count"}
+
+_GC_KINDS = {"full": c.GC_KIND_MAJOR, "incremental": c.GC_KIND_MINOR}
+# Memory `category` -> (space, role), as the `pharo` profile names the same `Smalltalk vm` values.
+_SPACES = {
+    "old space": ("old", "size"),
+    "free old space": ("old", "free"),
+    "eden space": ("eden", "size"),
+    "young space": ("young", "size"),
+}
+_HTTP_LABELS = ("http_method", "url", "response_code", "url_template")
+_HEALTHY = {"PASS": True, "WARN": True, "FAIL": False}
 
 
 def parse(document: Any, reading: Reading) -> None:
-    mapping(document, "$")
+    entries = {}
+    for index, entry in enumerate(sequence(document, "$")):
+        path = f"$[{index}]"
+        entry = mapping(entry, path)
+        entries[text(entry.get("name"), f"{path}.name")] = (entry, path)
+
+    for row, path, value in _rows(entries, MEMORY):
+        category = text(row.get("category"), f"{path}.category")
+        if category == "total allocated":
+            reading.set(c.MEMORY_TOTAL, value)
+        elif category in _SPACES:
+            space, role = _SPACES[category]
+            reading.memory(space, **{role: value})
+    for row, path, value in _rows(entries, GC_TIME):
+        if (kind := _GC_KINDS.get(text(row.get("type"), f"{path}.type"))) is not None:
+            reading.gc(kind, seconds=value * MS)
+    for name in GC_COUNT:
+        for row, path, value in _rows(entries, name):
+            if (kind := _GC_KINDS.get(text(row.get("type"), f"{path}.type"))) is not None:
+                reading.gc(kind, collections=value)
+    if (tenured := _value(entries, TENURED)) is not None:
+        reading.set(c.GC_TENURED_OBJECTS, tenured)
+    if (uptime := _value(entries, UPTIME)) is not None:
+        reading.set(c.UPTIME, uptime)
+        # Rounded so that the derived start time does not wobble between scrapes.
+        reading.set(c.START_TIME, float(round(time.time() - uptime)))
+    _http(entries, reading)
+    reading.info("pharo" if entries.keys() & _PHARO_ONLY else "smalltalk")
 
 
-PROFILE = Profile(name="stargate", summary="ba-st/Stargate operational metrics", parse=parse, default_path="/operations/metrics")
+def _http(entries, reading: Reading) -> None:
+    bytes_sent = dict(_http_rows(entries, HTTP_BYTES))
+    milliseconds = dict(_http_rows(entries, HTTP_MS))
+    for labels, count in _http_rows(entries, HTTP_COUNT):
+        method, url, status, template = labels
+        duration = milliseconds.get(labels)
+        # Stargate's own route template, where it recorded one, beats collapsing the full URL.
+        reading.http(method, template or url, status, count, None if duration is None else duration * MS, bytes_sent.get(labels))
+
+
+def _http_rows(entries, name):
+    """(label values in _HTTP_LABELS order, "" where the breakdown left one out), value."""
+    for row, path, value in _rows(entries, name):
+        yield tuple(text(row.get(label, ""), f"{path}.{label}") for label in _HTTP_LABELS), value
+
+
+def _rows(entries, name):
+    """(row, its JSON path, its value) for each row of the breakdown of the metric `name`."""
+    if name not in entries:
+        return
+    entry, path = entries[name]
+    for index, row in enumerate(sequence(entry.get("metrics", []), f"{path}.metrics")):
+        row_path = f"{path}.metrics[{index}]"
+        row = mapping(row, row_path)
+        yield row, row_path, number(row.get("value"), f"{row_path}.value")
+
+
+def _value(entries, name):
+    if name not in entries:
+        return None
+    entry, path = entries[name]
+    return number(entry.get("value"), f"{path}.value")
+
+
+def parse_health(status_code: int, document: Any, reading: Reading) -> None:
+    status = text(mapping(document, "$").get("status"), "$.status")
+    if status not in _HEALTHY:
+        raise DocumentError("$.status", f"expected PASS, WARN or FAIL, got {status!r}")
+    # WARN means "approaching a threshold"; Stargate still answers 200 and serves, so only FAIL
+    # (critical, 503) counts as unhealthy.
+    reading.health(_HEALTHY[status] and status_code == 200)
+
+
+PROFILE = Profile(
+    name="stargate",
+    summary="ba-st/Stargate operational metrics: Pharo GC and memory, HTTP requests by URL, health check",
+    parse=parse,
+    default_path="/operations/metrics",
+    accept=METRICS_MEDIA_TYPE,
+    # Relative, so that an API mounted under a prefix (/api/operations/metrics) finds its check.
+    health=HealthCheck(
+        path="health-check",
+        parse=parse_health,
+        method="POST",
+        accept=HEALTH_MEDIA_TYPE,
+        readable_statuses=frozenset({200, 503}),
+    ),
+    reference="https://github.com/ba-st/Stargate: docs/reference/Metrics.md, docs/HealthCheck.md",
+)
