@@ -82,6 +82,13 @@ def _http(http, reading: Reading) -> None:
     if "activeRequests" in http:
         reading.set(c.HTTP_ACTIVE_REQUESTS, number(http["activeRequests"], "$.http.activeRequests"))
     bounds_ms = [number(b, f"$.http.durationBucketsMs[{i}]") for i, b in enumerate(sequence(http.get("durationBucketsMs", []), "$.http.durationBucketsMs"))]
+    for index in range(1, len(bounds_ms)):
+        # Out-of-order bounds would turn per-bucket counts into a non-monotonic histogram.
+        if bounds_ms[index] <= bounds_ms[index - 1]:
+            raise DocumentError(
+                f"$.http.durationBucketsMs[{index}]",
+                f"bounds must be strictly ascending, but {bounds_ms[index]:g} follows {bounds_ms[index - 1]:g}",
+            )
     bounds = [bound * MS for bound in bounds_ms]
     for index, row in enumerate(sequence(http.get("requests", []), "$.http.requests")):
         path = f"$.http.requests[{index}]"
@@ -96,13 +103,14 @@ def _http(http, reading: Reading) -> None:
             count,
             None if duration_ms is None else number(duration_ms, f"{path}.totalDurationMs") * MS,
             None if response_bytes is None else number(response_bytes, f"{path}.responseBytes"),
-            _cumulative(bounds, row.get("durationBucketCounts"), path),
+            _cumulative(bounds, row.get("durationBucketCounts"), path, count),
         )
 
 
-def _cumulative(bounds, counts, path):
-    """Pharo images count requests per bucket; Prometheus buckets are cumulative."""
-    if counts is None or not bounds:
+def _cumulative(bounds, counts, path, total):
+    """Pharo images count requests per bucket; Prometheus buckets are cumulative. Requests slower
+    than the last bound are `count` minus the sum, so the sum may not exceed `count`."""
+    if counts is None:
         return ()
     counts = sequence(counts, f"{path}.durationBucketCounts")
     if len(counts) != len(bounds):
@@ -111,9 +119,14 @@ def _cumulative(bounds, counts, path):
             f"has {len(counts)} entries but $.http.durationBucketsMs has {len(bounds)}",
         )
     running, out = 0.0, []
-    for bound, count in zip(bounds, counts):
-        running += number(count, f"{path}.durationBucketCounts")
+    for index, (bound, count) in enumerate(zip(bounds, counts)):
+        running += number(count, f"{path}.durationBucketCounts[{index}]")
         out.append((bound, running))
+    if running > total:
+        raise DocumentError(
+            f"{path}.durationBucketCounts",
+            f"sums to {running:g}, more than the row's count {total:g}; entries count requests per bucket, not cumulatively",
+        )
     return out
 
 
