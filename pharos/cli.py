@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     demo_main.add_demo_arguments(demo)
     demo.set_defaults(run=demo_main.run_demo)
 
+    from pharos import build as build_main
+
+    build = commands.add_parser("build", help="write Prometheus (scrape configs, rules) and Alertmanager configuration from a stack file")
+    build_main.add_arguments(build)
+    build.set_defaults(run=build_main.run)
+
     args = parser.parse_args(argv)
     return args.run(args)
 

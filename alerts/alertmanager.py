@@ -1,0 +1,165 @@
+"""`alertmanager.yml` from a routing description and the catalogue's inhibitions.
+
+Routes: alerts named in `Routing.by_alert` (the Watchdog first of all) go to their own receivers;
+everything else by environment, then by severity. Secrets appear only as `*_file` paths that
+Alertmanager reads itself (Alertmanager 0.25 has `api_url_file` for Slack and
+`smtp_auth_password_file`; it has no `url_file` for webhooks yet, so receivers are Slack and mail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from exporter.catalogue import Label as L
+
+from .catalogue import INHIBITIONS, WATCHDOG
+from .model import SEVERITIES, Inhibition
+from .upstream import ALERTNAME, SEVERITY
+
+
+@dataclass(frozen=True)
+class SlackChannel:
+    channel: str
+    webhook_url_file: str  # Slack incoming-webhook URLs are credentials
+
+
+@dataclass(frozen=True)
+class Receiver:
+    name: str
+    emails: tuple[str, ...] = ()
+    slack: tuple[SlackChannel, ...] = ()
+
+
+@dataclass(frozen=True)
+class Smtp:
+    smarthost: str  # host:port
+    sender: str
+    auth_username: str = ""
+    auth_password_file: str = ""
+    require_tls: bool = True  # local test sinks offer no STARTTLS
+
+
+@dataclass(frozen=True)
+class Routing:
+    default_receiver: str
+    by_alert: Mapping[str, str] = field(default_factory=dict)  # alert name -> receiver
+    # environment -> severity -> receiver; a severity not listed falls back to `default_receiver`.
+    by_environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Timing:
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    repeat_interval: str = "4h"
+    watchdog_repeat_interval: str = "1m"  # how often a dead man's switch hears from each environment
+
+
+GROUP_BY = (ALERTNAME, L.ENVIRONMENT, L.SERVICE)
+
+SLACK_TITLE = (
+    '[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}{{ end }}] '
+    "{{ .CommonLabels.alertname }} in {{ .CommonLabels.environment }}"
+    "{{ with .CommonLabels.service }} ({{ . }}){{ end }}"
+)
+SLACK_TEXT = """{{ range .Alerts }}*{{ .Annotations.summary }}*
+{{ .Annotations.description }}
+Runbook: {{ .Annotations.runbook_url }}
+{{ range .Labels.SortedPairs }}`{{ .Name }}={{ .Value }}` {{ end }}
+{{ end }}"""
+
+
+def _matcher(label: str, values: list[str]) -> str:
+    if len(values) == 1:
+        return f'{label}="{values[0]}"'
+    return f'{label}=~"{"|".join(values)}"'
+
+
+def _receiver(receiver: Receiver) -> dict:
+    rendered: dict = {"name": receiver.name}
+    if receiver.emails:
+        rendered["email_configs"] = [{"to": address, "send_resolved": True} for address in receiver.emails]
+    if receiver.slack:
+        rendered["slack_configs"] = [
+            {
+                "api_url_file": slack.webhook_url_file,
+                "channel": slack.channel,
+                "send_resolved": True,
+                "title": SLACK_TITLE,
+                "text": SLACK_TEXT,
+            }
+            for slack in receiver.slack
+        ]
+    return rendered
+
+
+def _global(smtp: Smtp | None) -> dict:
+    if smtp is None:
+        return {}
+    rendered = {"smtp_smarthost": smtp.smarthost, "smtp_from": smtp.sender, "smtp_require_tls": smtp.require_tls}
+    if smtp.auth_username:
+        rendered["smtp_auth_username"] = smtp.auth_username
+    if smtp.auth_password_file:
+        rendered["smtp_auth_password_file"] = smtp.auth_password_file
+    return rendered
+
+
+def _routes(routing: Routing, timing: Timing) -> list[dict]:
+    routes = []
+    for alert_name, receiver in sorted(routing.by_alert.items()):
+        route = {"receiver": receiver, "matchers": [_matcher(ALERTNAME, [alert_name])]}
+        if alert_name == WATCHDOG.name:
+            # A dead man's switch expects a steady heartbeat per environment, not the usual hours of quiet.
+            route |= {
+                "group_by": [ALERTNAME, L.ENVIRONMENT],
+                "group_wait": "0s",
+                "group_interval": timing.watchdog_repeat_interval,
+                "repeat_interval": timing.watchdog_repeat_interval,
+            }
+        routes.append(route)
+    for environment, by_severity in sorted(routing.by_environment.items()):
+        severity_routes = [
+            {"receiver": by_severity[severity], "matchers": [_matcher(SEVERITY, [severity])]}
+            for severity in SEVERITIES
+            if severity in by_severity
+        ]
+        routes.append(
+            {
+                "receiver": routing.default_receiver,
+                "matchers": [_matcher(L.ENVIRONMENT, [environment])],
+                "routes": severity_routes,
+            }
+        )
+    return routes
+
+
+def _inhibit_rule(inhibition: Inhibition) -> dict:
+    return {
+        "source_matchers": [_matcher(ALERTNAME, [alert.name for alert in inhibition.sources])],
+        "target_matchers": [_matcher(ALERTNAME, [alert.name for alert in inhibition.targets])],
+        "equal": list(inhibition.equal),
+    }
+
+
+def render(
+    receivers: list[Receiver],
+    routing: Routing,
+    timing: Timing = Timing(),
+    smtp: Smtp | None = None,
+    inhibitions: tuple[Inhibition, ...] = INHIBITIONS,
+) -> dict:
+    config: dict = {}
+    if smtp is not None:
+        config["global"] = _global(smtp)
+    config["route"] = {
+        "receiver": routing.default_receiver,
+        "group_by": list(GROUP_BY),
+        "group_wait": timing.group_wait,
+        "group_interval": timing.group_interval,
+        "repeat_interval": timing.repeat_interval,
+        "routes": _routes(routing, timing),
+    }
+    config["inhibit_rules"] = [_inhibit_rule(inhibition) for inhibition in inhibitions]
+    config["receivers"] = [_receiver(receiver) for receiver in sorted(receivers, key=lambda r: r.name)]
+    return config

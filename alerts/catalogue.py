@@ -1,0 +1,500 @@
+"""The alert catalogue: one definition per alert, each with the series that prove it.
+
+Read an alert from top to bottom: what it watches (`expr`, built from `exporter.catalogue` names),
+how bad it is (`severity`, `for`), its thresholds (a default and per-environment overrides), what a
+human reads (`summary`, `description`, and the runbook section in `docs/runbooks.md`), and the cases
+`promtool test rules` runs: series where it must fire and series where it must keep quiet.
+
+Fleet scale: per-instance problems are `warning`s, grouped by Alertmanager into one notification
+per service; pages (`critical`) are for service-wide symptoms. `INHIBITIONS` keep a down service
+from also paging for everything that follows from it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from exporter import catalogue as c
+from exporter.catalogue import Label as L
+
+from . import promql as q
+from . import recording as r
+from .model import CRITICAL, INFO, WARNING, Alert, Case, Firing, Inhibition, Threshold, counter, gauge
+from .upstream import ALERTMANAGER_NOTIFICATIONS, ALERTMANAGER_NOTIFICATIONS_FAILED, BUCKET_BOUND, FAILURE_REASON, INTEGRATION, UP
+
+# --- labels of the test series -----------------------------------------------------------------
+# The environment label is what the scrape configs attach; its value does not matter to the rules.
+_ENV = "production"
+
+
+def _probed(service: str, n: int) -> dict[str, str]:
+    """Labels of an instance scraped through the exporter's /probe (instance = the application)."""
+    return {L.JOB: service, L.INSTANCE: f"{service}-{n}:8080", L.SERVICE: service, L.ENVIRONMENT: _ENV}
+
+
+def _sidecar(service: str, n: int) -> dict[str, str]:
+    """Labels of an instance scraped through its sidecar exporter (instance = the exporter)."""
+    return {L.JOB: service, L.INSTANCE: f"{service}-{n}:9841", L.SERVICE: service, L.ENVIRONMENT: _ENV, L.TARGET: service}
+
+
+def _service(service: str) -> dict[str, str]:
+    return {L.ENVIRONMENT: _ENV, L.SERVICE: service}
+
+
+def _scrape_errors(labels: Mapping[str, str], failing_reason: str | None) -> tuple:
+    """The exporter's per-reason error gauges after one scrape: 1 for the reason it failed, if any."""
+    return tuple(
+        gauge(c.SCRAPE_ERROR.name, {**labels, L.REASON: reason}, 1 if reason == failing_reason else 0)
+        for reason in c.SCRAPE_ERROR_REASONS
+    )
+
+
+def _unreachable() -> str:
+    return q.one_of(r.UNREACHABLE_REASONS)
+
+
+# --- instances and services --------------------------------------------------------------------
+def _instance_down_cases(t):
+    labels = _probed("orders", 1)
+    return [
+        Case("the instance times out", _scrape_errors(labels, "timeout"), (Firing(labels),)),
+        Case("the instance answers, but not JSON: not down", _scrape_errors(labels, "not_json")),
+    ]
+
+
+INSTANCE_DOWN = Alert(
+    name="PharosInstanceDown",
+    severity=WARNING,
+    for_="3m",
+    expr=lambda t: q.equals(
+        q.max_without((L.REASON,), q.selector(c.SCRAPE_ERROR.name, q.matches(L.REASON, _unreachable()))), 1
+    ),
+    summary="{label.INSTANCE} of {label.SERVICE} in {label.ENVIRONMENT} is down",
+    description=(
+        "The exporter cannot reach {label.INSTANCE} (connection refused, unreachable or timed out) "
+        "for 3 minutes: {label.SERVICE} runs with one instance fewer."
+    ),
+    cases=_instance_down_cases,
+)
+
+
+def _instances_down_cases(t):
+    size = 10
+    needed = next(k for k in range(1, size + 1) if k / size >= t["ratio"])
+
+    def fleet(down: int) -> tuple:
+        series = []
+        for n in range(size):
+            labels = _probed("orders", n)
+            if n == 0 and down:
+                series.append(gauge(UP.name, labels, 0))  # the exporter itself does not answer
+                continue
+            series.append(gauge(UP.name, labels, 1))
+            series.append(gauge(c.SCRAPE_SUCCESS.name, labels, 0 if n < down else 1))
+        return tuple(series)
+
+    return [
+        Case(f"{needed} of {size} instances give no stats", fleet(needed), (Firing(_service("orders"), needed / size),)),
+        Case(f"{needed - 1} of {size} instances give no stats", fleet(needed - 1)),
+    ]
+
+
+SERVICE_INSTANCES_DOWN = Alert(
+    name="PharosServiceInstancesDown",
+    severity=CRITICAL,
+    for_="3m",
+    expr=lambda t: q.at_least(r.SERVICE_UNAVAILABLE_RATIO.series(), t["ratio"]),
+    thresholds={"ratio": Threshold(0.25, alpha=0.5, beta=0.5)},
+    summary="{value:percent} of {label.SERVICE} in {label.ENVIRONMENT} is down",
+    description=(
+        "{value:percent} of the instances of {label.SERVICE} (threshold {threshold.ratio:percent}) give no "
+        "usable stats for 3 minutes: they are down, or the exporter cannot read them."
+    ),
+    cases=_instances_down_cases,
+)
+
+
+def _exporter_down_cases(t):
+    labels = _sidecar("orders", 1)
+    foreign = {L.JOB: "node", L.INSTANCE: "host-1:9100", L.ENVIRONMENT: _ENV}
+    without_target = {key: value for key, value in labels.items() if key != L.TARGET}
+    return [
+        Case("the sidecar exporter does not answer", (gauge(UP.name, without_target, 0),), (Firing(without_target),)),
+        Case("a job that is not an application is down", (gauge(UP.name, without_target, 1), gauge(UP.name, foreign, 0))),
+    ]
+
+
+EXPORTER_DOWN = Alert(
+    name="PharosExporterDown",
+    severity=WARNING,
+    for_="5m",
+    expr=lambda t: q.equals(q.selector(UP.name, r.APPLICATION_TARGETS), 0),
+    summary="Prometheus cannot scrape the exporter for {label.INSTANCE} of {label.SERVICE}",
+    description=(
+        "Prometheus' scrapes of job {label.JOB}, {label.INSTANCE} in {label.ENVIRONMENT} fail for 5 minutes: "
+        "the exporter is down, unreachable or slower than the scrape timeout. Nothing is known about the instance."
+    ),
+    cases=_exporter_down_cases,
+)
+
+
+def _scrape_failing_cases(t):
+    labels = _sidecar("orders", 1)
+    return [
+        Case(
+            "the stats do not match the profile",
+            _scrape_errors(labels, "invalid_document"),
+            (Firing({**labels, L.REASON: "invalid_document"}),),
+        ),
+        Case("the instance is down: not a scrape problem", _scrape_errors(labels, "connection_refused")),
+    ]
+
+
+SCRAPE_FAILING = Alert(
+    name="PharosScrapeFailing",
+    severity=WARNING,
+    for_="10m",
+    expr=lambda t: q.equals(q.selector(c.SCRAPE_ERROR.name, q.not_matches(L.REASON, _unreachable())), 1),
+    summary="The exporter cannot read the stats of {label.INSTANCE} of {label.SERVICE}: {label.REASON}",
+    description=(
+        "{label.INSTANCE} answers, but its stats are unusable for 10 minutes (reason {label.REASON}): "
+        "wrong profile, credentials, TLS, or a changed stats format. The exporter's log names the details."
+    ),
+    cases=_scrape_failing_cases,
+)
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+def _requests(labels, method, route, status, per_minute) -> tuple:
+    row = {**labels, L.METHOD: method, L.ROUTE: route, L.STATUS: status}
+    return (counter(c.HTTP_REQUEST_DURATION.count, row, per_minute),)
+
+
+def _error_rate_cases(t):
+    labels = _sidecar("orders", 1)
+    busy = max(1.0, 2 * t["min_request_rate"]) * 60  # requests per minute, well above the traffic floor
+    quiet = t["min_request_rate"] / 2 * 60
+
+    def traffic(per_minute, error_ratio):
+        return _requests(labels, "GET", "/orders/{id}", "200", per_minute * (1 - error_ratio)) + _requests(
+            labels, "POST", "/orders", "503", per_minute * error_ratio
+        )
+
+    high = min(1.0, 2 * t["ratio"])
+    return [
+        Case("many 5xx under traffic", traffic(busy, high), (Firing(_service("orders"), high),)),
+        Case("few 5xx under traffic", traffic(busy, t["ratio"] / 2)),
+        Case("many 5xx, but hardly any traffic", traffic(quiet, high)),
+    ]
+
+
+HIGH_ERROR_RATE = Alert(
+    name="PharosHighErrorRate",
+    severity=CRITICAL,
+    for_="5m",
+    expr=lambda t: q.both(
+        q.above(r.HTTP_ERROR_RATIO.series(), t["ratio"]),
+        q.above(r.HTTP_REQUESTS_RATE.series(), t["min_request_rate"]),
+    ),
+    thresholds={
+        "ratio": Threshold(0.05, alpha=0.25, beta=0.1),
+        "min_request_rate": Threshold(0.5, alpha=0.1, beta=0.1),  # requests/s below which ratios mean little
+    },
+    summary="{value:percent} of the HTTP requests to {label.SERVICE} in {label.ENVIRONMENT} fail",
+    description=(
+        "{value:percent} of the responses of {label.SERVICE} over 5 minutes are 5xx "
+        "(threshold {threshold.ratio:percent}), for 5 minutes."
+    ),
+    cases=_error_rate_cases,
+)
+
+
+def _latency_cases(t):
+    labels = _sidecar("orders", 1)
+    limit = t["seconds"]
+    bounds = (limit / 4, limit / 2, 2 * limit, 4 * limit)
+    per_minute = max(1.0, 2 * t["min_request_rate"]) * 60
+
+    def histogram(slowest_bucket: int) -> tuple:
+        """Every request in bucket `slowest_bucket` (between bounds[i-1] and bounds[i])."""
+        row = {**labels, L.METHOD: "GET", L.ROUTE: "/orders/{id}", L.STATUS: "200"}
+        series = [
+            counter(c.HTTP_REQUEST_DURATION.bucket, {**row, BUCKET_BOUND: format(bound, "g")}, per_minute if i >= slowest_bucket else 0)
+            for i, bound in enumerate(bounds)
+        ]
+        series.append(counter(c.HTTP_REQUEST_DURATION.bucket, {**row, BUCKET_BOUND: "+Inf"}, per_minute))
+        series.append(counter(c.HTTP_REQUEST_DURATION.count, row, per_minute))
+        return tuple(series)
+
+    # histogram_quantile interpolates linearly within the bucket that holds the quantile.
+    slow_p99 = bounds[2] + (bounds[3] - bounds[2]) * 0.99
+    return [
+        Case("every request takes 2-4 times the limit", histogram(3), (Firing(_service("orders"), slow_p99),)),
+        Case("every request takes a quarter to half the limit", histogram(1)),
+    ]
+
+
+HIGH_LATENCY = Alert(
+    name="PharosHighLatency",
+    severity=CRITICAL,
+    for_="10m",
+    expr=lambda t: q.both(
+        q.above(r.HTTP_LATENCY_P99.series(), t["seconds"]),
+        q.above(r.HTTP_REQUESTS_RATE.series(), t["min_request_rate"]),
+    ),
+    thresholds={
+        "seconds": Threshold(1.0, alpha=3.0, beta=2.0),
+        "min_request_rate": Threshold(0.5, alpha=0.1, beta=0.1),
+    },
+    summary="{label.SERVICE} in {label.ENVIRONMENT} is slow: p99 {value:seconds}",
+    description=(
+        "The 99th percentile of the HTTP request durations of {label.SERVICE} is {value:seconds} "
+        "(threshold {threshold.seconds:seconds}) for 10 minutes."
+    ),
+    cases=_latency_cases,
+)
+
+
+# --- runtime -----------------------------------------------------------------------------------
+def _gc_seconds(labels, major_per_minute, minor_per_minute) -> tuple:
+    return (
+        counter(c.GC_DURATION.name, {**labels, L.GC_KIND: c.GC_KIND_MAJOR}, major_per_minute),
+        counter(c.GC_DURATION.name, {**labels, L.GC_KIND: c.GC_KIND_MINOR}, minor_per_minute),
+    )
+
+
+def _gc_time_cases(t):
+    labels = _sidecar("orders", 1)
+    high = min(0.9, 2 * t["fraction"])
+    # A third of the GC time in full collections, the rest in scavenges; seconds of GC per minute.
+    return [
+        Case("GC takes twice the threshold", _gc_seconds(labels, 20 * high, 40 * high), (Firing(labels, high),)),
+        Case("GC takes half the threshold", _gc_seconds(labels, 10 * t["fraction"], 20 * t["fraction"])),
+    ]
+
+
+GC_TIME_HIGH = Alert(
+    name="PharosGCTimeHigh",
+    severity=WARNING,
+    for_="15m",
+    expr=lambda t: q.above(r.GC_TIME_RATIO.series(), t["fraction"]),
+    thresholds={"fraction": Threshold(0.1, alpha=0.25, beta=0.2)},
+    summary="{label.INSTANCE} of {label.SERVICE} spends {value:percent} of its time in GC",
+    description=(
+        "{label.INSTANCE} of {label.SERVICE} in {label.ENVIRONMENT} spends {value:percent} of wall-clock time "
+        "collecting garbage (threshold {threshold.fraction:percent}) for 15 minutes."
+    ),
+    cases=_gc_time_cases,
+)
+
+
+def _full_gc_cases(t):
+    labels = _sidecar("orders", 1)
+
+    def collections(major_per_minute):
+        return (
+            counter(c.GC_COLLECTIONS.name, {**labels, L.GC_KIND: c.GC_KIND_MAJOR}, major_per_minute),
+            counter(c.GC_COLLECTIONS.name, {**labels, L.GC_KIND: c.GC_KIND_MINOR}, 600),
+        )
+
+    storm = 2 * t["per_minute"]
+    return [
+        Case("full GCs at twice the threshold", collections(storm), (Firing(labels, storm),)),
+        Case("many scavenges, few full GCs", collections(t["per_minute"] / 2)),
+    ]
+
+
+FULL_GC_STORM = Alert(
+    name="PharosFullGCStorm",
+    severity=WARNING,
+    for_="10m",
+    expr=lambda t: q.above(
+        q.binary(
+            q.sum_without((L.GC_KIND,), q.rate(q.selector(c.GC_COLLECTIONS.name, q.eq(L.GC_KIND, c.GC_KIND_MAJOR)), r.WINDOW)),
+            "*",
+            60,
+        ),
+        t["per_minute"],
+    ),
+    thresholds={"per_minute": Threshold(2.0, alpha=6.0)},
+    summary="Full-GC storm on {label.INSTANCE} of {label.SERVICE}: {value:number} per minute",
+    description=(
+        "{label.INSTANCE} of {label.SERVICE} in {label.ENVIRONMENT} runs {value:number} full garbage "
+        "collections a minute (threshold {threshold.per_minute:number}) for 10 minutes: the old space is "
+        "nearly full of live objects, or something forces collections."
+    ),
+    cases=_full_gc_cases,
+)
+
+_GIB = 1024**3
+
+
+def _memory_cases(t):
+    labels = _sidecar("orders", 1)
+    old = {**labels, L.SPACE: "old"}
+    young = {**labels, L.SPACE: "young"}
+    near = (1 + t["ratio"]) / 2
+    used = round(near * _GIB)
+
+    def spaces(size, free=None):
+        series = [
+            gauge(c.MEMORY_SPACE.name, old, size),
+            gauge(c.MEMORY_LIMIT.name, old, _GIB),
+            gauge(c.MEMORY_SPACE.name, young, 16 * 1024**2),  # no limit: never alerts
+        ]
+        if free is not None:
+            series.append(gauge(c.MEMORY_FREE.name, old, free))
+        return tuple(series)
+
+    return [
+        Case("old space used close to its limit", spaces(used + 1024**2, 1024**2), (Firing(old, used / _GIB),)),
+        Case("a runtime that reports no free bytes", spaces(used), (Firing(old, used / _GIB),)),
+        Case("old space grown to its limit, but mostly free", spaces(_GIB, _GIB // 2)),
+    ]
+
+
+MEMORY_NEAR_LIMIT = Alert(
+    name="PharosMemoryNearLimit",
+    severity=WARNING,
+    for_="10m",
+    expr=lambda t: q.above(r.MEMORY_USED_RATIO.series(), t["ratio"]),
+    thresholds={"ratio": Threshold(0.9, alpha=0.95)},
+    summary="{label.SPACE} space of {label.INSTANCE} of {label.SERVICE} is {value:percent} full",
+    description=(
+        "{label.INSTANCE} of {label.SERVICE} in {label.ENVIRONMENT} uses {value:percent} of the limit of its "
+        "{label.SPACE} space (threshold {threshold.ratio:percent}) for 10 minutes: it will soon fail to allocate."
+    ),
+    cases=_memory_cases,
+)
+
+
+def _health_cases(t):
+    labels = _sidecar("orders", 1)
+
+    def health(healthy, **checks):
+        series = [gauge(c.APP_HEALTHY.name, labels, healthy)]
+        series += [gauge(c.APP_HEALTH_CHECK.name, {**labels, L.CHECK: name}, passed) for name, passed in checks.items()]
+        return tuple(series)
+
+    return [
+        Case("the database check fails", health(0, database=0, queue=1), (Firing({**labels, L.CHECK: "database"}),)),
+        Case("unhealthy, without named checks", health(0), (Firing(labels),)),
+        Case("every check passes", health(1, database=1, queue=1)),
+    ]
+
+
+HEALTH_CHECK_FAILING = Alert(
+    name="PharosHealthCheckFailing",
+    severity=WARNING,
+    for_="5m",
+    # A failing named check is reported by itself; the overall flag only when no named check explains it.
+    expr=lambda t: q.either(
+        q.equals(q.selector(c.APP_HEALTH_CHECK.name), 0),
+        q.group(
+            q.unless(
+                q.equals(q.selector(c.APP_HEALTHY.name), 0),
+                q.equals(q.selector(c.APP_HEALTH_CHECK.name), 0),
+                ignoring=(L.CHECK,),
+            )
+        ),
+    ),
+    summary="{label.INSTANCE} of {label.SERVICE} reports itself unhealthy",
+    description=(
+        "{label.INSTANCE} of {label.SERVICE} in {label.ENVIRONMENT} fails its own health check for 5 minutes "
+        "(the check label, when present, names which one)."
+    ),
+    cases=_health_cases,
+)
+
+
+# --- the alerting pipeline itself --------------------------------------------------------------
+WATCHDOG = Alert(
+    name="Watchdog",
+    severity=INFO,
+    for_="0s",
+    expr=lambda t: q.vector(1),
+    summary="Alerting works: this alert always fires",
+    description=(
+        "Always firing, so that its absence at the receiving end proves a break between Prometheus, "
+        "Alertmanager and the receivers. Route it to a dead man's switch; never silence it."
+    ),
+    cases=lambda t: [Case("no input at all", (), (Firing({}, 1),))],
+)
+
+
+def _delivery_cases(t):
+    labels = {L.JOB: "alertmanager", L.INSTANCE: "alertmanager:9093", L.ENVIRONMENT: _ENV}
+    failing = min(1.0, 2 * t["ratio"])
+
+    def notifications(integration, per_minute, failed_per_minute):
+        row = {**labels, INTEGRATION: integration}
+        return (
+            counter(ALERTMANAGER_NOTIFICATIONS.name, row, per_minute),
+            counter(ALERTMANAGER_NOTIFICATIONS_FAILED.name, row, failed_per_minute),
+        )
+
+    return [
+        Case(
+            "Slack refuses, mail delivers",
+            notifications("slack", 10, 10 * failing) + notifications("email", 10, 0),
+            (Firing({**labels, INTEGRATION: "slack"}, failing),),
+        ),
+        Case("a rare failure", notifications("slack", 10, 10 * t["ratio"] / 2)),
+    ]
+
+
+NOTIFICATIONS_FAILING = Alert(
+    name="AlertmanagerNotificationsFailing",
+    severity=CRITICAL,
+    for_="5m",
+    expr=lambda t: q.above(
+        q.divide(
+            q.sum_without((FAILURE_REASON,), q.rate(q.selector(ALERTMANAGER_NOTIFICATIONS_FAILED.name), r.WINDOW)),
+            q.sum_without((FAILURE_REASON,), q.rate(q.selector(ALERTMANAGER_NOTIFICATIONS.name), r.WINDOW)),
+        ),
+        t["ratio"],
+    ),
+    thresholds={"ratio": Threshold(0.01)},
+    summary="Alertmanager {label.INSTANCE} fails to deliver {value:percent} of its {label.INTEGRATION} notifications",
+    description=(
+        "{value:percent} of the {label.INTEGRATION} notifications of {label.INSTANCE} in {label.ENVIRONMENT} "
+        "fail (threshold {threshold.ratio:percent}) for 5 minutes: alerts may not reach anyone through it."
+    ),
+    cases=_delivery_cases,
+)
+
+# The catalogue, in the order the rule file lists it.
+ALERTS = (
+    SERVICE_INSTANCES_DOWN,
+    INSTANCE_DOWN,
+    EXPORTER_DOWN,
+    SCRAPE_FAILING,
+    HIGH_ERROR_RATE,
+    HIGH_LATENCY,
+    GC_TIME_HIGH,
+    FULL_GC_STORM,
+    MEMORY_NEAR_LIMIT,
+    HEALTH_CHECK_FAILING,
+    NOTIFICATIONS_FAILING,
+    WATCHDOG,
+)
+
+# Alerts that fire by design whatever the data: they have no case where they must keep quiet.
+ALWAYS_FIRING = (WATCHDOG,)
+
+_INSTANCE_SYMPTOMS = (SCRAPE_FAILING, GC_TIME_HIGH, FULL_GC_STORM, MEMORY_NEAR_LIMIT, HEALTH_CHECK_FAILING)
+
+INHIBITIONS = (
+    Inhibition(
+        sources=(SERVICE_INSTANCES_DOWN,),
+        targets=(INSTANCE_DOWN, EXPORTER_DOWN, HIGH_ERROR_RATE, HIGH_LATENCY) + _INSTANCE_SYMPTOMS,
+        equal=(L.ENVIRONMENT, L.SERVICE),
+        why="a service that is down pages once, not again for each instance, its errors and its latency",
+    ),
+    Inhibition(
+        sources=(INSTANCE_DOWN, EXPORTER_DOWN),
+        targets=_INSTANCE_SYMPTOMS,
+        equal=(L.ENVIRONMENT, L.SERVICE, L.INSTANCE),
+        why="an instance that cannot be seen has no trustworthy GC, memory or health readings",
+    ),
+)

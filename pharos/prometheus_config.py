@@ -1,0 +1,71 @@
+"""`prometheus.yml` for one environment's Prometheus, from the stack description.
+
+Every application job gets `service` and `environment` labels through relabelling (so that targets
+from discovery files get them too, and cannot override them); `external_labels` carry the
+environment to Alertmanager. Probe-mode services follow the blackbox_exporter pattern: the listed
+address becomes `?target=` and `instance`, and Prometheus actually connects to the exporter.
+"""
+
+from __future__ import annotations
+
+from exporter.catalogue import Label as L
+
+from .stack_config import ALERTMANAGER_JOB, EXPORTER_JOB, PROBE, PROMETHEUS_JOB, Environment, Service, StackConfig
+
+RULES_DIR = "rules"
+ADDRESS = "__address__"
+PROBE_TARGET_PARAM = "__param_target"
+
+
+def _set_label(label: str, value: str) -> dict:
+    return {"target_label": label, "replacement": value}
+
+
+def _static_job(name: str, targets: tuple[str, ...], environment: str) -> dict:
+    return {
+        "job_name": name,
+        "static_configs": [{"targets": list(targets)}],
+        "relabel_configs": [_set_label(L.ENVIRONMENT, environment)],
+    }
+
+
+def _service_job(service: Service, environment: Environment, refresh_interval: str) -> dict:
+    job: dict = {"job_name": service.name}
+    relabel = []
+    if service.mode == PROBE:
+        job["metrics_path"] = "/probe"
+        job["params"] = {"profile": [service.profile]}
+        relabel = [
+            {"source_labels": [ADDRESS], "target_label": PROBE_TARGET_PARAM},
+            {"source_labels": [PROBE_TARGET_PARAM], "target_label": L.INSTANCE},
+            _set_label(ADDRESS, environment.exporter),
+        ]
+    if service.targets:
+        job["static_configs"] = [{"targets": list(service.targets)}]
+    if service.files:
+        job["file_sd_configs"] = [{"files": list(service.files), "refresh_interval": refresh_interval}]
+    job["relabel_configs"] = relabel + [_set_label(L.SERVICE, service.name), _set_label(L.ENVIRONMENT, environment.name)]
+    return job
+
+
+def render(stack: StackConfig, environment_name: str) -> dict:
+    environment = stack.environment(environment_name)
+    intervals = stack.intervals
+    jobs = [
+        _static_job(PROMETHEUS_JOB, (environment.prometheus,), environment.name),
+        _static_job(ALERTMANAGER_JOB, environment.alertmanagers, environment.name),
+    ]
+    if environment.exporter:
+        jobs.append(_static_job(EXPORTER_JOB, (environment.exporter,), environment.name))
+    jobs += [_service_job(service, environment, intervals.file_sd_refresh_interval) for service in environment.services]
+    return {
+        "global": {
+            "scrape_interval": intervals.scrape_interval,
+            "scrape_timeout": intervals.scrape_timeout,
+            "evaluation_interval": intervals.evaluation_interval,
+            "external_labels": {L.ENVIRONMENT: environment.name},
+        },
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": list(environment.alertmanagers)}]}]},
+        "rule_files": [f"{RULES_DIR}/*.yml"],
+        "scrape_configs": jobs,
+    }

@@ -1,0 +1,372 @@
+"""The stack description `pharos build` reads: environments, services, receivers, routes, intervals.
+
+One YAML file (see `examples/stack.yml`) describes the whole monitoring stack. Every problem is a
+`StackConfigError` naming the file, the key path and what to do, e.g.
+`stack.yml: environments.production.services.orders.mode: expected sidecar or probe, got 'side'`.
+Secrets never appear in it: Slack webhook URLs and the SMTP password are paths of files that
+Alertmanager reads when it sends.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import yaml
+
+from alerts import ALERTS, ENVIRONMENTS, SEVERITIES
+from alerts.alertmanager import Receiver, Routing, SlackChannel, Smtp, Timing
+from alerts.catalogue import WATCHDOG
+from alerts.model import duration_seconds
+from exporter.profiles import PROFILES
+
+SIDECAR = "sidecar"  # an exporter beside each instance; Prometheus scrapes its /metrics
+PROBE = "probe"  # one exporter per environment; Prometheus scrapes /probe?target=INSTANCE
+MODES = (SIDECAR, PROBE)
+
+# Jobs every environment's Prometheus has besides the services; a service may not take their names.
+PROMETHEUS_JOB = "prometheus"
+ALERTMANAGER_JOB = "alertmanager"
+EXPORTER_JOB = "pharos-exporter"
+RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB)
+
+
+class StackConfigError(ValueError):
+    """A problem in the stack description; the message names the file, the key and what to do."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    mode: str
+    profile: str  # probe mode: the exporter profile passed as ?profile=
+    targets: tuple[str, ...] = ()  # sidecar: exporter addresses; probe: application addresses
+    files: tuple[str, ...] = ()  # file-based discovery: target lists that other tools keep up to date
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    prometheus: str  # where this environment's Prometheus listens, for its own scrape job
+    alertmanagers: tuple[str, ...]
+    exporter: str  # the multi-target exporter of probe-mode services ("" when none)
+    services: tuple[Service, ...]
+
+
+@dataclass(frozen=True)
+class Intervals:
+    scrape_interval: str = "15s"
+    scrape_timeout: str = "10s"
+    evaluation_interval: str = "15s"
+    file_sd_refresh_interval: str = "1m"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    source: str
+    runbook_url: str
+    intervals: Intervals
+    timing: Timing
+    smtp: Smtp | None
+    receivers: tuple[Receiver, ...]
+    routing: Routing
+    environments: tuple[Environment, ...] = field(default_factory=tuple)
+
+    def environment(self, name: str) -> Environment:
+        for environment in self.environments:
+            if environment.name == name:
+                return environment
+        known = ", ".join(e.name for e in self.environments)
+        raise StackConfigError(f"{self.source}: environments: no environment {name!r}; this stack has {known}")
+
+
+# --- reading -----------------------------------------------------------------------------------
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_RECEIVER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_INLINE_SECRETS = {
+    "webhook_url": "webhook_url_file",
+    "api_url": "webhook_url_file",
+    "auth_password": "auth_password_file",
+    "password": "auth_password_file",
+}
+
+
+class _Reader:
+    """Walks the parsed YAML, naming the file and key path in every error."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> StackConfigError:
+        return StackConfigError(f"{self.source}: {path}: {problem}" if path else f"{self.source}: {problem}")
+
+    def mapping(self, value: Any, path: str, known: set[str] | None = None) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {type(value).__name__}")
+        for key in value:
+            if not isinstance(key, str):
+                raise self.fail(path, f"keys must be strings, got {key!r}")
+            if known is not None and key in _INLINE_SECRETS and key not in known:
+                raise self.fail(
+                    _join(path, key),
+                    f"secrets are not accepted inline; put it in a file and give its path as {_INLINE_SECRETS[key]}",
+                )
+        if known is not None:
+            unknown = sorted(key for key in value if key not in known)
+            if unknown:
+                raise self.fail(_join(path, unknown[0]), f"unknown key; known keys here: {', '.join(sorted(known))}")
+        return value
+
+    def string(self, data: dict, key: str, path: str, default: str | None = None, check: Callable[[str], str] | None = None) -> str:
+        if data.get(key) is None:
+            if default is None:
+                raise self.fail(_join(path, key), "missing; this key is required")
+            return default
+        value = data[key]
+        if not isinstance(value, str) or not value:
+            raise self.fail(_join(path, key), f"expected a non-empty string, got {value!r}")
+        problem = check(value) if check else ""
+        if problem:
+            raise self.fail(_join(path, key), problem)
+        return value
+
+    def strings(self, data: dict, key: str, path: str, check: Callable[[str], str] | None = None) -> tuple[str, ...]:
+        value = data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(_join(path, key), f"expected a list, got {type(value).__name__}")
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise self.fail(f"{_join(path, key)}[{index}]", f"expected a non-empty string, got {item!r}")
+            problem = check(item) if check else ""
+            if problem:
+                raise self.fail(f"{_join(path, key)}[{index}]", problem)
+        if len(set(value)) != len(value):
+            duplicate = next(item for item in value if value.count(item) > 1)
+            raise self.fail(_join(path, key), f"{duplicate!r} is listed twice")
+        return tuple(value)
+
+    def boolean(self, data: dict, key: str, path: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(_join(path, key), f"expected true or false, got {value!r}")
+        return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _address(value: str) -> str:
+    return "" if _ADDRESS.match(value) else f"{value!r} is not HOST:PORT (e.g. orders-1:9841)"
+
+
+def _duration(value: str) -> str:
+    try:
+        duration_seconds(value)
+    except ValueError as error:
+        return str(error)
+    return ""
+
+
+def _email(value: str) -> str:
+    if "@" not in value or any(character.isspace() for character in value) or "," in value:
+        return f"{value!r} is not one mail address (list several as separate entries)"
+    return ""
+
+
+def _sd_file(value: str) -> str:
+    # Prometheus' own rule for file_sd_configs patterns.
+    if not re.search(r"\.(json|ya?ml)$", value):
+        return f"{value!r}: file-based discovery reads .json, .yml or .yaml files"
+    return ""
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[^\s]+$", value):
+        return f"{value!r} is not an http(s) URL"
+    return ""
+
+
+# --- sections ----------------------------------------------------------------------------------
+def _intervals(reader: _Reader, value: Any) -> tuple[Intervals, Timing]:
+    defaults = {**vars(Intervals()), **vars(Timing())}
+    data = reader.mapping(value, "intervals", set(defaults))
+    read = {key: reader.string(data, key, "intervals", default, _duration) for key, default in sorted(defaults.items())}
+    for key, text in sorted(read.items()):
+        # Only group_wait may be 0s (notify at once); a zero interval or timeout means "never".
+        if key != "group_wait" and duration_seconds(text) == 0:
+            raise reader.fail(_join("intervals", key), "must be longer than 0s")
+    intervals = Intervals(**{key: read[key] for key in Intervals.__dataclass_fields__})
+    timing = Timing(**{key: read[key] for key in Timing.__dataclass_fields__})
+    if duration_seconds(intervals.scrape_timeout) >= duration_seconds(intervals.scrape_interval):
+        raise reader.fail(
+            "intervals.scrape_timeout",
+            f"{intervals.scrape_timeout} must be shorter than scrape_interval {intervals.scrape_interval}, "
+            "so that a slow scrape ends before the next one starts",
+        )
+    return intervals, timing
+
+
+def _smtp(reader: _Reader, value: Any) -> Smtp | None:
+    if value is None:
+        return None
+    data = reader.mapping(value, "smtp", {"smarthost", "from", "auth_username", "auth_password_file", "require_tls"})
+    smtp = Smtp(
+        smarthost=reader.string(data, "smarthost", "smtp", check=_address),
+        sender=reader.string(data, "from", "smtp", check=_email),
+        auth_username=reader.string(data, "auth_username", "smtp", ""),
+        auth_password_file=reader.string(data, "auth_password_file", "smtp", ""),
+        require_tls=reader.boolean(data, "require_tls", "smtp", True),
+    )
+    if smtp.auth_password_file and not smtp.auth_username:
+        raise reader.fail("smtp.auth_username", "an auth_password_file needs an auth_username")
+    return smtp
+
+
+def _receivers(reader: _Reader, value: Any, smtp: Smtp | None) -> tuple[Receiver, ...]:
+    data = reader.mapping(value, "receivers")
+    if not data:
+        raise reader.fail("receivers", "missing; name at least one receiver (mail addresses and/or Slack channels)")
+    receivers = []
+    for name, entry in sorted(data.items()):
+        path = _join("receivers", name)
+        if not _RECEIVER_NAME.match(name):
+            raise reader.fail(path, "receiver names may only hold letters, digits and _.-")
+        entry = reader.mapping(entry, path, {"email", "slack"})
+        emails = reader.strings(entry, "email", path, _email)
+        if emails and smtp is None:
+            raise reader.fail(_join(path, "email"), "mail receivers need the top-level smtp section (smarthost, from)")
+        slack_value = entry.get("slack") or []
+        if not isinstance(slack_value, list):
+            raise reader.fail(_join(path, "slack"), f"expected a list of channels, got {type(slack_value).__name__}")
+        slack = []
+        for index, channel in enumerate(slack_value):
+            channel_path = f"{_join(path, 'slack')}[{index}]"
+            channel = reader.mapping(channel, channel_path, {"channel", "webhook_url_file"})
+            slack.append(
+                SlackChannel(
+                    channel=reader.string(channel, "channel", channel_path),
+                    webhook_url_file=reader.string(channel, "webhook_url_file", channel_path),
+                )
+            )
+        if not emails and not slack:
+            raise reader.fail(path, "a receiver needs at least one email address or Slack channel")
+        receivers.append(Receiver(name, emails, tuple(slack)))
+    return tuple(receivers)
+
+
+def _routing(reader: _Reader, value: Any, receivers: tuple[Receiver, ...]) -> Routing:
+    names = {receiver.name for receiver in receivers}
+
+    def receiver(data: dict, key: str, path: str) -> str:
+        return reader.string(data, key, path, check=lambda name: "" if name in names else f"no receiver {name!r}; receivers: {', '.join(sorted(names))}")
+
+    data = reader.mapping(value, "routes", {"default", "alerts", "environments"})
+    alert_names = {alert.name for alert in ALERTS}
+    by_alert_data = reader.mapping(data.get("alerts"), "routes.alerts", alert_names)
+    if WATCHDOG.name not in by_alert_data:
+        raise reader.fail(
+            "routes.alerts",
+            f"no route for {WATCHDOG.name}; give the always-firing {WATCHDOG.name} its own receiver "
+            "(a dead man's switch), or it repeats in every info channel",
+        )
+    by_environment = {}
+    environments_data = reader.mapping(data.get("environments"), "routes.environments", set(ENVIRONMENTS))
+    for environment, severities in sorted(environments_data.items()):
+        path = _join("routes.environments", environment)
+        severities = reader.mapping(severities, path, set(SEVERITIES))
+        by_environment[environment] = {severity: receiver(severities, severity, path) for severity in sorted(severities)}
+    return Routing(
+        default_receiver=receiver(data, "default", "routes"),
+        by_alert={name: receiver(by_alert_data, name, "routes.alerts") for name in sorted(by_alert_data)},
+        by_environment=by_environment,
+    )
+
+
+def _service(reader: _Reader, name: str, value: Any, path: str) -> Service:
+    if not _SERVICE_NAME.match(name):
+        raise reader.fail(path, "service names start with a lowercase letter and hold only a-z, 0-9, _ and -")
+    if name in RESERVED_JOBS:
+        raise reader.fail(path, f"{name!r} is the name of a job Pharos generates; choose another service name")
+    data = reader.mapping(value, path, {"mode", "profile", "targets", "files"})
+    mode = reader.string(data, "mode", path, check=lambda m: "" if m in MODES else f"expected {' or '.join(MODES)}, got {m!r}")
+    if mode == SIDECAR and "profile" in data:
+        raise reader.fail(_join(path, "profile"), "a sidecar's profile is set in its own exporter configuration; remove it here")
+    profile = reader.string(
+        data, "profile", path, "" if mode == SIDECAR else None,
+        lambda p: "" if p in PROFILES else f"unknown profile {p!r}; known profiles: {', '.join(sorted(PROFILES))}",
+    )
+    service = Service(name, mode, profile, reader.strings(data, "targets", path, _address), reader.strings(data, "files", path, _sd_file))
+    if not service.targets and not service.files:
+        raise reader.fail(path, "a service needs targets (HOST:PORT) or files (file-based discovery), or both")
+    return service
+
+
+def _environment(reader: _Reader, name: str, value: Any) -> Environment:
+    path = _join("environments", name)
+    data = reader.mapping(value, path, {"prometheus", "alertmanagers", "exporter", "services"})
+    services_data = reader.mapping(data.get("services"), _join(path, "services"))
+    if not services_data:
+        raise reader.fail(_join(path, "services"), "missing; list the services Prometheus scrapes in this environment")
+    services = tuple(_service(reader, key, services_data[key], _join(_join(path, "services"), key)) for key in sorted(services_data))
+    alertmanagers = reader.strings(data, "alertmanagers", path, _address)
+    if not alertmanagers:
+        raise reader.fail(_join(path, "alertmanagers"), "missing; list the Alertmanager addresses (HOST:PORT) this Prometheus sends to")
+    exporter = reader.string(data, "exporter", path, "", _address)
+    probing = [service.name for service in services if service.mode == PROBE]
+    if probing and not exporter:
+        raise reader.fail(_join(path, "exporter"), f"missing; service {probing[0]} uses mode probe, which needs the address of the multi-target exporter")
+    return Environment(
+        name=name,
+        prometheus=reader.string(data, "prometheus", path, "localhost:9090", _address),
+        alertmanagers=alertmanagers,
+        exporter=exporter,
+        services=services,
+    )
+
+
+def parse(data: Any, source: str) -> StackConfig:
+    """A StackConfig from parsed YAML; `source` names the file in errors."""
+    reader = _Reader(source)
+    data = reader.mapping(data, "", {"runbook_url", "intervals", "smtp", "receivers", "routes", "environments"})
+    intervals, timing = _intervals(reader, data.get("intervals"))
+    smtp = _smtp(reader, data.get("smtp"))
+    receivers = _receivers(reader, data.get("receivers"), smtp)
+    environments_data = reader.mapping(data.get("environments"), "environments")
+    if not environments_data:
+        raise reader.fail("environments", f"missing; describe at least one of {', '.join(ENVIRONMENTS)}")
+    for name in sorted(environments_data):
+        if name not in ENVIRONMENTS:
+            raise reader.fail(
+                _join("environments", name),
+                f"unknown environment; known: {', '.join(ENVIRONMENTS)} (thresholds are defined per environment in alerts/catalogue.py)",
+            )
+    return StackConfig(
+        source=source,
+        runbook_url=reader.string(data, "runbook_url", "", check=_url),
+        intervals=intervals,
+        timing=timing,
+        smtp=smtp,
+        receivers=receivers,
+        routing=_routing(reader, data.get("routes"), receivers),
+        environments=tuple(
+            _environment(reader, name, environments_data[name]) for name in ENVIRONMENTS if name in environments_data
+        ),
+    )
+
+
+def load(path: str) -> StackConfig:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as error:
+        raise StackConfigError(f"cannot read stack file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise StackConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse(data, path)

@@ -1,0 +1,334 @@
+"""`pharos build`: configuration that promtool and amtool accept, routes that go where the stack
+says, inhibitions a real Alertmanager applies, byte-identical rebuilds, and no secret in the output."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts.catalogue import ALERTS
+from exporter.catalogue import Label as L
+from pharos.cli import main
+
+from alerting_tools import AMTOOL, PROMTOOL, alert_states, assert_ok, post_alerts, route_receivers, run, running_alertmanager
+
+SLACK_SECRET = "https://hooks.slack.example/services/T000/B000/SECRET-WEBHOOK-0451"
+SMTP_SECRET = "smtp-password-never-inline-7781"
+
+
+def stack_data(secrets: Path) -> dict:
+    def slack(channel: str, name: str) -> list[dict]:
+        return [{"channel": channel, "webhook_url_file": str(secrets / name)}]
+
+    return {
+        "runbook_url": "https://example.com/pharos/docs/runbooks.md",
+        "intervals": {"scrape_interval": "15s", "scrape_timeout": "10s"},
+        "smtp": {
+            "smarthost": "127.0.0.1:2525",
+            "from": "pharos@example.com",
+            "auth_username": "pharos",
+            "auth_password_file": str(secrets / "smtp_password"),
+            "require_tls": False,
+        },
+        "receivers": {
+            "pager": {"email": ["oncall@example.com"], "slack": slack("#pages", "slack_pages")},
+            "team-production": {"slack": slack("#production", "slack_production")},
+            "team-staging": {"slack": slack("#staging", "slack_staging")},
+            "team-mail": {"email": ["team@example.com"]},
+            "heartbeat": {"slack": slack("#heartbeat", "slack_heartbeat")},
+            "delivery": {"email": ["oncall@example.com", "team@example.com"]},
+        },
+        "routes": {
+            "default": "team-mail",
+            "alerts": {"Watchdog": "heartbeat", "AlertmanagerNotificationsFailing": "delivery"},
+            "environments": {
+                "production": {"critical": "pager", "warning": "team-production", "info": "team-production"},
+                "beta": {"critical": "team-staging", "warning": "team-staging"},
+            },
+        },
+        "environments": {
+            "production": {
+                "alertmanagers": ["127.0.0.1:9093"],
+                "exporter": "127.0.0.1:9841",
+                "services": {
+                    "orders": {"mode": "sidecar", "targets": ["127.0.0.1:9842", "127.0.0.1:9843"]},
+                    "catalog": {"mode": "probe", "profile": "pharo", "targets": ["127.0.0.1:8080"], "files": ["file_sd/catalog.yml"]},
+                },
+            },
+            "beta": {
+                "alertmanagers": ["127.0.0.1:9093"],
+                "services": {"orders": {"mode": "sidecar", "files": ["file_sd/orders-*.json"]}},
+            },
+            "alpha": {
+                "alertmanagers": ["127.0.0.1:9093"],
+                "services": {"orders": {"mode": "sidecar", "targets": ["127.0.0.1:9842"]}},
+            },
+        },
+    }
+
+
+@pytest.fixture
+def secrets(tmp_path: Path) -> Path:
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    for name in ("slack_pages", "slack_production", "slack_staging", "slack_heartbeat"):
+        (directory / name).write_text(SLACK_SECRET + "\n")
+    (directory / "smtp_password").write_text(SMTP_SECRET + "\n")
+    return directory
+
+
+def write_stack(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def built(tmp_path: Path, secrets: Path) -> Path:
+    """Every environment of the test stack, built into DIR/<environment>."""
+    stack = write_stack(tmp_path, stack_data(secrets))
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(stack), "--out", str(out)]) == 0
+    return out
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+# --- the tools that consume the output accept it ---------------------------------------------
+@pytest.mark.parametrize("environment", ["production", "beta", "alpha"])
+def test_promtool_accepts_prometheus_yml_and_its_rules(built: Path, environment: str):
+    output = assert_ok(run(PROMTOOL, "check", "config", str(built / environment / "prometheus" / "prometheus.yml")))
+    assert "SUCCESS: 2 rule files found" in output
+    assert "is valid prometheus config file syntax" in output
+    assert output.count("rules found") == 2 and "FAILED" not in output
+
+
+def test_amtool_accepts_alertmanager_yml(built: Path):
+    output = assert_ok(run(AMTOOL, "check-config", str(built / "production" / "alertmanager" / "alertmanager.yml")))
+    assert " - 2 inhibit rules" in output
+    assert " - 6 receivers" in output
+
+
+# --- routing: `amtool config routes test` ------------------------------------------------------
+ROUTING_TABLE = [
+    # (labels of an alert, receivers it must reach)
+    ({"alertname": "PharosHighErrorRate", "severity": "critical", "environment": "production", "service": "orders"}, ["pager"]),
+    ({"alertname": "PharosInstanceDown", "severity": "warning", "environment": "production", "service": "orders"}, ["team-production"]),
+    ({"alertname": "PharosHighLatency", "severity": "critical", "environment": "beta", "service": "orders"}, ["team-staging"]),
+    ({"alertname": "PharosGCTimeHigh", "severity": "warning", "environment": "beta", "service": "orders"}, ["team-staging"]),
+    ({"alertname": "PharosHighErrorRate", "severity": "critical", "environment": "alpha", "service": "orders"}, ["team-mail"]),
+    ({"alertname": "PharosInstanceDown", "severity": "info", "environment": "beta"}, ["team-mail"]),
+    ({"alertname": "Watchdog", "severity": "info", "environment": "production"}, ["heartbeat"]),
+    ({"alertname": "Watchdog", "severity": "info", "environment": "alpha"}, ["heartbeat"]),
+    ({"alertname": "AlertmanagerNotificationsFailing", "severity": "critical", "environment": "production"}, ["delivery"]),
+    ({"alertname": "PharosHighErrorRate", "severity": "critical"}, ["team-mail"]),  # no environment label at all
+]
+
+
+@pytest.mark.parametrize("labels, receivers", ROUTING_TABLE, ids=lambda x: "-".join(x.values()) if isinstance(x, dict) else "")
+def test_routes(built: Path, labels: dict, receivers: list[str]):
+    assert route_receivers(built / "production" / "alertmanager" / "alertmanager.yml", labels) == receivers
+
+
+def test_every_alert_of_the_catalogue_reaches_a_receiver_in_production(built: Path):
+    config = built / "production" / "alertmanager" / "alertmanager.yml"
+    expected = {"Watchdog": ["heartbeat"], "AlertmanagerNotificationsFailing": ["delivery"]}
+    by_severity = {"critical": ["pager"], "warning": ["team-production"], "info": ["team-production"]}
+    for alert in ALERTS:
+        labels = {"alertname": alert.name, "severity": alert.severity, "environment": "production"}
+        assert route_receivers(config, labels) == expected.get(alert.name, by_severity[alert.severity]), alert.name
+
+
+def test_alertmanager_settings(built: Path):
+    config = yaml.safe_load((built / "production" / "alertmanager" / "alertmanager.yml").read_text())
+    assert config["global"]["smtp_require_tls"] is False
+    assert config["route"]["group_by"] == ["alertname", L.ENVIRONMENT, L.SERVICE]
+    receivers = {receiver["name"]: receiver for receiver in config["receivers"]}
+    for receiver in receivers.values():
+        for integration in receiver.get("email_configs", []) + receiver.get("slack_configs", []):
+            assert integration["send_resolved"] is True
+    assert [c["to"] for c in receivers["delivery"]["email_configs"]] == ["oncall@example.com", "team@example.com"]
+    watchdog = next(route for route in config["route"]["routes"] if route["receiver"] == "heartbeat")
+    assert watchdog["repeat_interval"] == "1m"
+
+
+# --- inhibition, applied by a real Alertmanager ------------------------------------------------
+@pytest.mark.slow
+def test_a_down_service_does_not_also_page_for_its_latency(built: Path, tmp_path: Path):
+    def alert(name, severity, service, instance=""):
+        labels = {"alertname": name, "severity": severity, L.ENVIRONMENT: "production", L.SERVICE: service}
+        if instance:
+            labels[L.INSTANCE] = instance
+        return {"labels": labels, "annotations": {"summary": name}}
+
+    posted = [
+        alert("PharosServiceInstancesDown", "critical", "orders"),
+        alert("PharosHighLatency", "critical", "orders"),
+        alert("PharosInstanceDown", "warning", "orders", "orders-1:9841"),
+        alert("PharosHighErrorRate", "critical", "catalog"),  # another service: pages
+        alert("PharosExporterDown", "warning", "catalog", "catalog-1:8080"),
+        alert("PharosMemoryNearLimit", "warning", "catalog", "catalog-1:8080"),  # same instance: silent
+        alert("PharosGCTimeHigh", "warning", "catalog", "catalog-2:8080"),  # another instance: notifies
+    ]
+    with running_alertmanager(built / "production" / "alertmanager" / "alertmanager.yml", tmp_path) as url:
+        post_alerts(url, posted)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            states = alert_states(url)
+            if len(states) == len(posted) and states["PharosHighLatency"]["inhibitedBy"]:
+                break
+            time.sleep(0.1)
+    state = {name: status["state"] for name, status in states.items()}
+    assert state == {
+        "PharosServiceInstancesDown": "active",
+        "PharosHighLatency": "suppressed",
+        "PharosInstanceDown": "suppressed",
+        "PharosHighErrorRate": "active",
+        "PharosExporterDown": "active",
+        "PharosMemoryNearLimit": "suppressed",
+        "PharosGCTimeHigh": "active",
+    }
+
+
+# --- Prometheus configuration ------------------------------------------------------------------
+def test_scrape_configs(built: Path):
+    config = yaml.safe_load((built / "production" / "prometheus" / "prometheus.yml").read_text())
+    assert config["global"]["external_labels"] == {L.ENVIRONMENT: "production"}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert sorted(jobs) == ["alertmanager", "catalog", "orders", "pharos-exporter", "prometheus"]
+
+    def set_labels(job):
+        return {rule["target_label"]: rule["replacement"] for rule in job["relabel_configs"] if "replacement" in rule}
+
+    assert set_labels(jobs["orders"]) == {L.SERVICE: "orders", L.ENVIRONMENT: "production"}
+    assert jobs["orders"]["static_configs"] == [{"targets": ["127.0.0.1:9842", "127.0.0.1:9843"]}]
+    assert "metrics_path" not in jobs["orders"]
+
+    probe = jobs["catalog"]
+    assert probe["metrics_path"] == "/probe"
+    assert probe["params"] == {"profile": ["pharo"]}
+    assert probe["relabel_configs"][:3] == [
+        {"source_labels": ["__address__"], "target_label": "__param_target"},
+        {"source_labels": ["__param_target"], "target_label": L.INSTANCE},
+        {"target_label": "__address__", "replacement": "127.0.0.1:9841"},
+    ]
+    assert set_labels(probe) == {"__address__": "127.0.0.1:9841", L.SERVICE: "catalog", L.ENVIRONMENT: "production"}
+    assert probe["file_sd_configs"] == [{"files": ["file_sd/catalog.yml"], "refresh_interval": "1m"}]
+    assert config["rule_files"] == ["rules/*.yml"]
+
+
+# --- determinism and secrets -------------------------------------------------------------------
+def test_building_twice_gives_the_same_bytes_whatever_the_hash_seed(tmp_path: Path, secrets: Path):
+    stack = write_stack(tmp_path, stack_data(secrets))
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"out-{seed}"
+        environment = {**os.environ, "PYTHONHASHSEED": seed}
+        command = [sys.executable, "-m", "pharos.cli", "build", "--config", str(stack), "--out", str(out)]
+        assert subprocess.run(command, env=environment, capture_output=True, timeout=120).returncode == 0
+        outputs.append(files_of(out))
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) == 3 * 4  # per environment: prometheus.yml, two rule files, alertmanager.yml
+    assert main(["build", "--config", str(stack), "--out", str(tmp_path / "out-1")]) == 0
+    assert files_of(tmp_path / "out-1") == outputs[0]
+
+
+def test_secrets_appear_only_as_file_paths(built: Path, secrets: Path):
+    for name, content in files_of(built).items():
+        text = content.decode()
+        assert SLACK_SECRET not in text, name
+        assert SMTP_SECRET not in text, name
+        assert "hooks.slack" not in text, name
+    alertmanager = (built / "production" / "alertmanager" / "alertmanager.yml").read_text()
+    assert f"smtp_auth_password_file: {secrets / 'smtp_password'}" in alertmanager
+    assert f"api_url_file: {secrets / 'slack_pages'}" in alertmanager
+
+
+# --- the command -------------------------------------------------------------------------------
+def test_one_environment_goes_straight_into_out(tmp_path: Path, secrets: Path):
+    stack = write_stack(tmp_path, stack_data(secrets))
+    out = tmp_path / "out"
+    stale = out / "prometheus" / "rules" / "renamed-long-ago.yml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("groups: []\n")
+    assert main(["build", "--config", str(stack), "--out", str(out), "--environment", "beta"]) == 0
+    assert sorted(files_of(out)) == [
+        "alertmanager/alertmanager.yml",
+        "prometheus/prometheus.yml",
+        "prometheus/rules/pharos-alerts.yml",
+        "prometheus/rules/pharos-recording.yml",
+    ]
+    config = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    assert config["global"]["external_labels"] == {L.ENVIRONMENT: "beta"}
+    # beta's thresholds, not production's
+    assert "service:http_server_errors:ratio_rate5m > 0.1 " in (out / "prometheus" / "rules" / "pharos-alerts.yml").read_text()
+
+
+def test_an_unknown_environment_is_refused_before_writing(tmp_path: Path, secrets: Path, capsys):
+    stack = write_stack(tmp_path, stack_data(secrets))
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(stack), "--out", str(out), "--environment", "gamma"]) == 1
+    assert "environments: no environment 'gamma'; this stack has alpha, beta, production" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def _set(data: dict, path: str, value) -> None:
+    keys = path.split("/")
+    for key in keys[:-1]:
+        data = data[int(key)] if isinstance(data, list) else data[key]
+    if value is _DELETE:
+        del data[keys[-1]]
+    else:
+        data[keys[-1]] = value
+
+
+_DELETE = object()
+
+MISTAKES = [
+    ("receivers/pager/slack/0/webhook_url", "https://hooks.slack.com/x", "receivers.pager.slack[0].webhook_url: secrets are not accepted inline"),
+    ("smtp/auth_password", "hunter2", "smtp.auth_password: secrets are not accepted inline"),
+    ("environments/production/services/orders/mode", "side", "environments.production.services.orders.mode: expected sidecar or probe, got 'side'"),
+    ("intervals/scrape_timeout", "15s", "intervals.scrape_timeout: 15s must be shorter than scrape_interval 15s"),
+    ("intervals/scrape_interval", "15 seconds", "intervals.scrape_interval: '15 seconds' is not a duration"),
+    ("routes/environments/production/critical", "nobody", "routes.environments.production.critical: no receiver 'nobody'"),
+    ("routes/alerts/Watchdog", _DELETE, "routes.alerts: no route for Watchdog"),
+    ("routes/alerts/PharosTypo", "pager", "routes.alerts.PharosTypo: unknown key"),
+    ("environments/production/exporter", _DELETE, "environments.production.exporter: missing; service catalog uses mode probe"),
+    ("environments/staging", {"alertmanagers": ["127.0.0.1:9093"]}, "environments.staging: unknown environment"),
+    ("environments/production/services/catalog/profile", "pharoh", "environments.production.services.catalog.profile: unknown profile 'pharoh'"),
+    ("environments/production/services/alertmanager", {"mode": "sidecar", "targets": ["127.0.0.1:1"]}, "is the name of a job Pharos generates"),
+    ("environments/production/services/orders/targets", ["orders-1"], "targets[0]: 'orders-1' is not HOST:PORT"),
+    ("smtp", _DELETE, "receivers.delivery.email: mail receivers need the top-level smtp section"),
+    ("receivers/team-mail/email", ["a@example.com, b@example.com"], "is not one mail address"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_a_mistake_in_the_stack_names_file_and_key(tmp_path: Path, secrets: Path, capsys, path, value, message):
+    data = copy.deepcopy(stack_data(secrets))
+    _set(data, path, value)
+    stack = write_stack(tmp_path, data)
+    assert main(["build", "--config", str(stack), "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"pharos build: {stack}: ")
+    assert message in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_example_stack_builds_into_configuration_the_tools_accept(tmp_path: Path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "stack.yml"
+    assert main(["build", "--config", str(example), "--out", str(tmp_path)]) == 0
+    for environment in ("alpha", "beta", "production"):
+        assert_ok(run(PROMTOOL, "check", "config", str(tmp_path / environment / "prometheus" / "prometheus.yml")))
+        assert_ok(run(AMTOOL, "check-config", str(tmp_path / environment / "alertmanager" / "alertmanager.yml")))
+    pager = route_receivers(tmp_path / "production" / "alertmanager" / "alertmanager.yml", {"severity": "critical", "environment": "production"})
+    assert pager == ["production-pager"]
