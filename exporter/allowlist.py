@@ -5,7 +5,9 @@ An entry is one of:
   be an address in it, or a name all of whose addresses are in it;
 - a host name, optionally with a leading wildcard (`orders`, `*.internal.example`), matched
   against the target's host name as written;
-- a URL prefix (`http://orders:8080/`): the target URL must start with it.
+- a URL prefix (`http://orders:8080/`): the target must have its scheme, host and port, and a path
+  that starts with its path at a `/` (compared parsed, never as text: `http://orders` must not
+  admit `http://orders.evil.example/` nor `http://orders@evil.example/`).
 With no entries at all, `/probe` refuses every target.
 """
 
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
 
 
 class AllowList:
@@ -25,7 +29,7 @@ class AllowList:
         self._prefixes = []
         for entry in entries:
             if "://" in entry:
-                self._prefixes.append(entry)
+                self._prefixes.append(_Prefix.of(entry))
             else:
                 try:
                     self._networks.append(ipaddress.ip_network(entry, strict=False))
@@ -41,12 +45,25 @@ class AllowList:
             parts = urlsplit(entry)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 return f"{entry!r}: a URL prefix needs http:// or https:// and a host"
+            if "@" in parts.netloc or parts.query or parts.fragment:
+                return "a URL prefix holds scheme, host, port and path only (no user, password, query or fragment)"
+            try:
+                parts.port
+            except ValueError:
+                return f"{entry!r}: invalid port"
             return ""
         if "/" in entry:
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError as error:
                 return f"{entry!r} is not a network in CIDR notation: {error}"
+            return ""
+        if _is_address(entry):
+            return ""
+        if ":" in entry:
+            return f"{entry!r}: a host entry has no port; to allow one port only, give a URL prefix like http://{entry}/"
+        if not _HOST_PATTERN.match(entry):
+            return f"{entry!r} is not a host name, a network in CIDR notation or a URL prefix"
         return ""
 
     def allows(self, url: str) -> bool:
@@ -55,7 +72,9 @@ class AllowList:
         host = (parts.hostname or "").lower()
         if not host or parts.scheme not in ("http", "https"):
             return False
-        if any(url.startswith(prefix) for prefix in self._prefixes):
+        if "@" in parts.netloc:
+            return False  # user info is refused before this; never let it disguise the host
+        if any(prefix.admits(parts) for prefix in self._prefixes):
             return True
         if any(fnmatch.fnmatchcase(host, pattern) for pattern in self._hosts):
             return True
@@ -63,6 +82,47 @@ class AllowList:
             return False
         addresses = _addresses(host)
         return bool(addresses) and all(any(address in network for network in self._networks) for address in addresses)
+
+
+_HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\*$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_address(entry: str) -> bool:
+    try:
+        ipaddress.ip_address(entry)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def of(cls, entry: str) -> "_Prefix":
+        parts = urlsplit(entry)
+        return cls(parts.scheme, (parts.hostname or "").lower(), _port(parts), parts.path)
+
+    def admits(self, parts: SplitResult) -> bool:
+        if (parts.scheme, (parts.hostname or "").lower(), _port(parts)) != (self.scheme, self.host, self.port):
+            return False
+        path = parts.path or "/"
+        if not self.path or self.path.endswith("/"):
+            return path.startswith(self.path or "/")
+        return path == self.path or path.startswith(self.path + "/")
+
+
+def _port(parts: SplitResult) -> int:
+    try:
+        port = parts.port
+    except ValueError:
+        return -1
+    return port if port is not None else _DEFAULT_PORTS.get(parts.scheme, -1)
 
 
 def _addresses(host: str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -32,17 +32,26 @@ class Secret:
     env: str = ""
 
     def read(self) -> str:
+        value = self._read()
+        # A line break would end the HTTP header early; the message must not show the value.
+        if any(ord(character) < 32 or ord(character) == 127 for character in value):
+            raise ConfigError(f"the secret in {self.describe()} holds a line break or control character; it must be one line")
+        return value
+
+    def _read(self) -> str:
         if self.file:
             try:
                 with open(self.file, encoding="utf-8") as handle:
                     return handle.read().strip()
             except OSError as error:
                 raise ConfigError(f"cannot read secret file {self.file}: {error.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"secret file {self.file} is not UTF-8 text") from None
         if self.env:
             value = os.environ.get(self.env)
             if value is None:
                 raise ConfigError(f"environment variable {self.env} (named as a secret source) is not set")
-            return value
+            return value.strip()
         return ""
 
     def __bool__(self) -> bool:
@@ -196,9 +205,15 @@ def _non_negative(value) -> str:
 
 
 def check_url(url: str) -> str:
+    """A problem with a target URL, or ''."""
+    if any(character.isspace() or ord(character) < 32 for character in url):
+        return f"{url!r} contains whitespace or control characters"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         return f"{url!r} is not an http:// or https:// URL"
+    if "@" in parts.netloc:
+        # Credentials in a URL end up in logs and on landing pages.
+        return "credentials in the URL are not accepted; use auth.basic_auth with password_file or password_env"
     if not parts.hostname:
         return f"{url!r} has no host"
     try:
@@ -209,9 +224,9 @@ def check_url(url: str) -> str:
 
 
 def check_listen(listen: str) -> str:
-    host, _, port = listen.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        return f"{listen!r} is not HOST:PORT with a port between 1 and 65535"
+    host, colon, port = listen.rpartition(":")
+    if not colon or not port.isdigit() or not 0 <= int(port) < 65536:
+        return f"{listen!r} is not HOST:PORT with a port between 0 (any free port) and 65535, e.g. 0.0.0.0:9841 or :9841"
     return ""
 
 
@@ -231,6 +246,10 @@ def _secret(reader: _Reader, data: dict, base: str, path: str) -> Secret:
     )
     if secret.file and secret.env:
         raise reader.fail(path, f"give {file_key} or {env_key}, not both")
+    try:
+        secret.read()  # a missing file fails at start, not at the first scrape
+    except ConfigError as error:
+        raise reader.fail(_join(path, file_key if secret.file else env_key), str(error)) from None
     return secret
 
 
@@ -251,12 +270,7 @@ def _auth(reader: _Reader, value: Any, path: str) -> Auth:
         password = _secret(reader, basic, "password", basic_path)
     if bearer and username:
         raise reader.fail(path, "give bearer_token_* or basic_auth, not both")
-    auth = Auth(bearer, username, password)
-    try:
-        auth.check()
-    except ConfigError as error:
-        raise reader.fail(path, str(error)) from None
-    return auth
+    return Auth(bearer, username, password)
 
 
 def _tls(reader: _Reader, value: Any, path: str) -> TLS:

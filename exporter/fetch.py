@@ -1,22 +1,30 @@
 """Fetching a target's stats over HTTP with a hard deadline and a size cap.
 
 `requests` reuses connections (one Session per target). Its own timeouts apply per socket
-operation, so a target that trickles one byte at a time could hold a scrape forever; the body is
-therefore read with `read1` and the socket timeout reset to the time left before each read, which
-makes the deadline hard.
+operation, so a target that trickles one byte at a time could hold a scrape forever. Two things
+make the deadline hard:
+- the body is read with `read1` and the socket timeout reset to the time left before each read;
+- a watchdog thread shuts the connection's socket down when the deadline passes, for the reads
+  that are not ours to time: http.client reads the status line, the headers and chunk-size lines
+  with many `recv` calls under one timeout, which a trickling target can stretch without end.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import socket
-
+import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
-from .config import Auth, TLS
+from .config import Auth, ConfigError, TLS
 
 CHUNK = 64 * 1024
 USER_AGENT = "pharos-exporter"
@@ -47,18 +55,20 @@ class Fetcher:
     max_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        self._session = requests.Session()
+        self._session = _SessionWithoutRedirects()
+        adapter = _GuardedAdapter()
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = USER_AGENT
         # Stats documents are read once and thrown away: compression costs the exporter CPU.
         self._session.headers["Accept-Encoding"] = "identity"
         self._session.verify = self.tls.verify_argument()
         if self.tls.cert_file:
             self._session.cert = (self.tls.cert_file, self.tls.key_file) if self.tls.key_file else self.tls.cert_file
-        # Redirects are followed by hand (see fetch), so credentials never leave the target's host.
-        self._session.max_redirects = 0
         self._session.trust_env = False
 
     def close(self) -> None:
+        """Close idle connections; the Fetcher stays usable and reconnects when needed."""
         self._session.close()
 
     def fetch(
@@ -72,10 +82,25 @@ class Fetcher:
     ) -> Response:
         """GET (or `method`) `url` and return its body, or raise ScrapeError by `deadline`
         (a `time.monotonic()` value)."""
-        request_headers = {"Accept": accept, **(headers or {}), **self.auth.headers()}
+        try:
+            credentials = self.auth.headers()
+        except ConfigError as error:
+            # The secret vanished since the configuration was checked (a rotated file, say).
+            raise ScrapeError("auth_failed", str(error)) from None
+        request_headers = {"Accept": accept, **(headers or {}), **credentials}
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ScrapeError("timeout", "no time left before the scrape deadline")
+        guard = _Guard(deadline)
+        _current.guard = guard
+        try:
+            _WATCHDOG.watch(guard)
+            return self._fetch(url, deadline, remaining, method, request_headers, accept_statuses, guard)
+        finally:
+            _current.guard = None
+            _WATCHDOG.release(guard)
+
+    def _fetch(self, url, deadline, remaining, method, request_headers, accept_statuses, guard) -> Response:
         try:
             response = self._session.request(
                 method,
@@ -91,11 +116,11 @@ class Fetcher:
             raise ScrapeError("timeout", f"no connection to {url} within {remaining:.2f}s") from None
         except requests.exceptions.ReadTimeout:
             raise ScrapeError("timeout", f"no response from {url} within {remaining:.2f}s") from None
-        except requests.exceptions.ConnectionError as error:
+        except (requests.exceptions.RequestException, ValueError) as error:
+            if guard.expired:
+                raise ScrapeError("timeout", f"no complete response headers from {url} within {remaining:.2f}s") from None
             if _refused(error):
                 raise ScrapeError("connection_refused", f"connection to {url} refused") from None
-            raise ScrapeError("connection_error", _short(error)) from None
-        except (requests.exceptions.RequestException, ValueError) as error:
             raise ScrapeError("connection_error", _short(error)) from None
         try:
             status = response.status_code
@@ -105,18 +130,20 @@ class Fetcher:
                 if 300 <= status < 400:
                     raise ScrapeError(
                         "http_status",
-                        f"{url} redirects to {response.headers.get('Location', '?')}; configure the final URL",
+                        f"{url} answered HTTP {status} (redirect to {response.headers.get('Location', '?')}); "
+                        "redirects are not followed, configure the final URL",
                     )
                 raise ScrapeError("http_status", f"{url} answered HTTP {status}")
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
                 raise ScrapeError("too_large", f"body of {declared} bytes exceeds the cap of {self.max_bytes}")
-            body = self._read(response, deadline)
+            body = self._read(response, deadline, guard)
+            body = self._decompress(body, response.headers.get("Content-Encoding", ""))
             return Response(status, body, response.headers.get("Content-Type", ""))
         finally:
             response.close()
 
-    def _read(self, response: requests.Response, deadline: float) -> bytes:
+    def _read(self, response: requests.Response, deadline: float, guard: _Guard) -> bytes:
         raw = response.raw
         sock = _socket_of(raw)
         chunks: list[bytes] = []
@@ -124,11 +151,11 @@ class Fetcher:
         try:
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or guard.expired:
                     raise ScrapeError("timeout", f"body not complete before the deadline ({size} bytes read)")
                 if sock is not None:
                     sock.settimeout(remaining)
-                chunk = raw.read1(CHUNK) if hasattr(raw, "read1") else raw.read(CHUNK)
+                chunk = raw.read1(CHUNK)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -137,11 +164,177 @@ class Fetcher:
                 chunks.append(chunk)
         except (socket.timeout, TimeoutError, urllib3.exceptions.ReadTimeoutError):
             raise ScrapeError("timeout", f"body not complete before the deadline ({size} bytes read)") from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+            if guard.expired:
+                raise ScrapeError("timeout", f"body not complete before the deadline ({size} bytes read)") from None
             raise ScrapeError("connection_error", f"reading the body failed: {_short(error)}") from None
+        if guard.expired:
+            # The watchdog's shutdown reads as the end of the body (an unfinished chunk-size line
+            # of zeros even parses as the last chunk): whatever arrived is incomplete.
+            raise ScrapeError("timeout", f"body not complete before the deadline ({size} bytes read)")
         return b"".join(chunks)
 
+    def _decompress(self, body: bytes, encoding: str) -> bytes:
+        """The body without its Content-Encoding; we ask for none, but some servers compress anyway."""
+        encoding = encoding.strip().lower()
+        if encoding in ("", "identity"):
+            return body
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise ScrapeError("not_json", f"body is compressed with {encoding!r}, which the exporter cannot decode")
+        decompressor = zlib.decompressobj(zlib.MAX_WBITS | 32)  # 32: accept gzip and zlib headers
+        try:
+            # Capped output: a small compressed body can expand to gigabytes.
+            data = decompressor.decompress(body, self.max_bytes + 1)
+        except zlib.error as error:
+            raise ScrapeError("not_json", f"body declared Content-Encoding {encoding} but does not decompress: {error}") from None
+        if len(data) > self.max_bytes or decompressor.unconsumed_tail:
+            raise ScrapeError("too_large", f"decompressed body exceeds the cap of {self.max_bytes} bytes")
+        return data
 
+
+class _SessionWithoutRedirects(requests.Session):
+    """Redirects are not followed: credentials must not travel to another host, and a probe must
+    not be bounced past the allow-list. `allow_redirects=False` is not enough: requests still
+    reads the whole body of a redirect, without our deadline or size cap, to prepare the next hop."""
+
+    def get_redirect_target(self, response):
+        return None
+
+
+# --- the watchdog ----------------------------------------------------------------------------
+class _Guard:
+    """The sockets one fetch uses, shut down if the fetch is still running at its deadline."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.expired = False
+        self.done = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if self.done or any(known is sock for known in self._sockets):
+                return
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+            self._sockets.clear()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # socket.socket.shutdown, not SSLSocket's: that one drops the TLS state another thread is using.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+class _Watchdog:
+    """One daemon thread for all fetches; it ends after a while without work."""
+
+    IDLE_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._queue: list[tuple[float, int, _Guard]] = []
+        self._order = itertools.count()
+        self._active = 0
+        self._running = False
+
+    def watch(self, guard: _Guard) -> None:
+        with self._wake:
+            self._active += 1
+            heapq.heappush(self._queue, (guard.deadline, next(self._order), guard))
+            if not self._running:
+                thread = threading.Thread(target=self._run, name="pharos-fetch-watchdog", daemon=True)
+                thread.start()
+                self._running = True
+            self._wake.notify()
+
+    def release(self, guard: _Guard) -> None:
+        with self._wake:
+            guard.finish()
+            self._active -= 1
+            if self._active == 0:
+                # Finished guards wait in the queue until their deadline; none is running, so
+                # forget them all and let the thread go idle now.
+                self._queue.clear()
+                self._wake.notify()
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                while self._queue and (self._queue[0][2].done or self._queue[0][0] <= now):
+                    heapq.heappop(self._queue)[2].expire()
+                if self._queue:
+                    self._wake.wait(self._queue[0][0] - now)
+                elif not self._wake.wait(self.IDLE_SECONDS) and not self._queue:
+                    self._running = False
+                    return
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # the guard of the fetch running on this thread
+
+
+def _attach_to_current_fetch(sock: socket.socket | None) -> None:
+    guard = getattr(_current, "guard", None)
+    if guard is not None:
+        guard.attach(sock)
+
+
+def _guarded(connection_class):
+    """`connection_class` reporting its sockets to the fetch that uses it."""
+
+    class Guarded(connection_class):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            _attach_to_current_fetch(sock)  # before a TLS handshake, which can trickle too
+            return sock
+
+        def connect(self):
+            super().connect()
+            _attach_to_current_fetch(self.sock)  # the TLS socket wraps a new socket object
+
+        def request(self, *args, **kwargs):
+            _attach_to_current_fetch(self.sock)  # a kept-alive connection, reused
+            return super().request(*args, **kwargs)
+
+    Guarded.__name__ = Guarded.__qualname__ = "Guarded" + connection_class.__name__
+    return Guarded
+
+
+class _GuardedPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _guarded(HTTPConnection)
+
+
+class _GuardedTLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _guarded(HTTPSConnection)
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedPool, "https": _GuardedTLSPool}
+
+
+# --- helpers ---------------------------------------------------------------------------------
 def _socket_of(raw) -> socket.socket | None:
     connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
     return getattr(connection, "sock", None)
@@ -160,7 +353,7 @@ def _refused(error: BaseException) -> bool:
             if isinstance(arg, BaseException) and _refused_text(arg):
                 return True
         current = current.__cause__ or current.__context__
-    return "Connection refused" in str(error)
+    return _refused_text(error)
 
 
 def _refused_text(error: BaseException) -> bool:

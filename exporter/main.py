@@ -33,10 +33,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow", action="append", default=None, metavar="ENTRY", help="allow /probe to contact a network, host or URL prefix; repeatable (env PHAROS_PROBE_ALLOW, comma-separated)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary and exit (0 valid, 1 invalid)")
     parser.add_argument("--list-profiles", action="store_true", help="list the profiles and exit")
-    parser.add_argument("--log-level", default=env("PHAROS_LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default=env("PHAROS_LOG_LEVEL", "info"), choices=LOG_LEVELS, help="env PHAROS_LOG_LEVEL; default info")
+    _errors_on_one_line(parser)
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _errors_on_one_line(parser: argparse.ArgumentParser) -> None:
+    """Usage errors as one line and exit status 1, like every other error of the command.
+
+    Unknown flags after a subcommand are left to the top-level parser by argparse; the wrapped
+    `parse_known_args` reports them here instead, in the exporter's words."""
+
+    def error(message: str):
+        parser.exit(1, f"{parser.prog}: {message}; see {parser.prog} --help\n")
+
+    parse_known_args = parser.parse_known_args
+
+    def strict_parse_known_args(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        if extras:
+            error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    parser.error = error
+    parser.parse_known_args = strict_parse_known_args
 
 
 def build_config(args: argparse.Namespace) -> Config:
+    # Defaults taken from the environment escape argparse's `choices` check.
+    if args.profile and args.profile not in PROFILES:
+        raise ConfigError(f"--profile (or PHAROS_PROFILE): unknown profile {args.profile!r}; known profiles: {', '.join(sorted(PROFILES))}")
+    if args.log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level (or PHAROS_LOG_LEVEL): {args.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     config = load(args.config) if args.config else Config(source="flags")
     changes = {}
     if args.listen:
@@ -82,7 +112,8 @@ def summary(config: Config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = args.log_level.upper() if args.log_level in LOG_LEVELS else "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.list_profiles:
         for profile in PROFILES.values():
             print(f"{profile.name:10} {profile.summary} (default path {profile.default_path})")
@@ -101,10 +132,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = make_server(exporter, config.listen)
     except OSError as error:
-        print(f"pharos exporter: cannot listen on {config.listen}: {error.strerror}", file=sys.stderr)
+        exporter.close()
+        print(f"pharos exporter: cannot listen on {config.listen}: {error.strerror or error}; choose another address with --listen", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, lambda *_: _shutdown(server))
-    log.info("serving on http://%s (targets: %s)", config.listen, ", ".join(t.url for t in config.targets) or "none")
+    host, port = server.server_address[:2]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # the real port when --listen asked for 0
+    log.info("serving on http://%s (targets: %s)", address, ", ".join(t.url for t in config.targets) or "none")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

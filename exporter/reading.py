@@ -8,6 +8,7 @@ families. Values are checked here, so every profile rejects a wrong type the sam
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Iterable, Mapping
 
@@ -15,6 +16,8 @@ from prometheus_client.metrics_core import Metric as Family
 from prometheus_client.samples import Sample
 
 from . import catalogue as c
+from . import exposition
+from .exposition import format_value
 
 
 class DocumentError(ValueError):
@@ -28,6 +31,11 @@ class DocumentError(ValueError):
 
 def number(value: Any, path: str) -> float:
     """`value` as a float, or DocumentError naming `path`. Booleans count as 1/0."""
+    kind = value.__class__  # exact types first: this runs for every number of every document
+    if kind is float:
+        return value
+    if kind is int:
+        return float(value)
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, (int, float)):
@@ -99,7 +107,9 @@ class Reading:
         buckets: Iterable[tuple[float, float]] = (),
     ) -> None:
         """Merge cumulative histogram data (count, sum and `(upper bound, cumulative count)`)."""
-        series = self._histograms.setdefault(metric, {})
+        series = self._histograms.get(metric)
+        if series is None:
+            series = self._histograms[metric] = {}
         histogram = series.get(labels)
         if histogram is None:
             histogram = series[labels] = _Histogram()
@@ -108,8 +118,9 @@ class Reading:
             histogram.sum = None
         else:
             histogram.sum += total
+        known = histogram.buckets
         for bound, cumulative in buckets:
-            histogram.buckets[bound] = histogram.buckets.get(bound, 0.0) + cumulative
+            known[bound] = known.get(bound, 0.0) + cumulative
 
     def value(self, metric: c.Metric, labels: tuple[str, ...] = ()) -> float | None:
         return self._scalars.get(metric, {}).get(labels)
@@ -164,38 +175,80 @@ class Reading:
 
     # --- output ------------------------------------------------------------------------------
     def families(self, extra: Mapping[str, str] | None = None) -> list[Family]:
-        """prometheus_client metric families, with `extra` labels prepended to every sample."""
+        """prometheus_client metric families, with `extra` labels prepended to every sample.
+
+        They read this Reading's series when rendered: fill the Reading first, then ask."""
         extra_names = tuple(extra or ())
         extra_values = tuple((extra or {}).values())
-        out: list[Family] = []
-        for metric, series in self._scalars.items():
-            family = Family(metric.family, metric.help, metric.type)
-            names = extra_names + metric.labels
-            samples = family.samples
-            for labels, value in series.items():
-                samples.append(Sample(metric.name, dict(zip(names, extra_values + labels)), value, None, None))
-            out.append(family)
-        for metric, series in self._histograms.items():
-            out.append(_histogram_family(metric, series, extra_names, extra_values))
-        return out
+        return [
+            ReadingFamily(metric, series, extra_names, extra_values)
+            for table in (self._scalars, self._histograms)
+            for metric, series in table.items()
+        ]
 
 
-def _histogram_family(metric, series, extra_names, extra_values) -> Family:
-    family = Family(metric.family, metric.help, metric.type)
-    names = extra_names + metric.labels
-    samples = family.samples
-    bucket_name, count_name, sum_name = metric.bucket, metric.count, metric.sum
-    for labels, histogram in series.items():
-        base = dict(zip(names, extra_values + labels))
-        for bound in sorted(histogram.buckets):
-            if bound == math.inf:
-                continue
-            samples.append(Sample(bucket_name, {**base, "le": _le(bound)}, histogram.buckets[bound], None, None))
-        samples.append(Sample(bucket_name, {**base, "le": "+Inf"}, histogram.count, None, None))
-        samples.append(Sample(count_name, base, histogram.count, None, None))
-        if histogram.sum is not None:
-            samples.append(Sample(sum_name, base, histogram.sum, None, None))
-    return family
+class ReadingFamily(Family):
+    """One metric of a Reading as a prometheus_client family.
+
+    Rendering is most of a scrape's CPU, so the family writes its exposition lines straight from
+    the Reading's series (`sample_lines`, which `exposition.render` uses) and builds
+    prometheus_client `Sample`s only when something reads `samples`.
+    """
+
+    def __init__(self, metric: c.Metric, series: dict, extra_names: tuple[str, ...], extra_values: tuple[str, ...]):
+        super().__init__(metric.family, metric.help, metric.type)
+        del self.samples  # Family.__init__ sets an empty list; the cached property fills it on demand
+        _check_names(metric)
+        self._metric, self._series = metric, series
+        self._names, self._extra = extra_names + metric.labels, extra_values
+
+    @functools.cached_property
+    def samples(self) -> list[Sample]:  # type: ignore[override] - same type, filled lazily
+        metric, names, extra = self._metric, self._names, self._extra
+        if metric.type != c.HISTOGRAM:
+            return [Sample(metric.name, dict(zip(names, extra + labels)), value, None, None) for labels, value in self._series.items()]
+        samples = []
+        for labels, histogram in self._series.items():
+            base = dict(zip(names, extra + labels))
+            for bound in sorted(histogram.buckets):
+                if bound != math.inf:
+                    samples.append(Sample(metric.bucket, {**base, "le": _le(bound)}, histogram.buckets[bound], None, None))
+            samples.append(Sample(metric.bucket, {**base, "le": "+Inf"}, histogram.count, None, None))
+            samples.append(Sample(metric.count, base, histogram.count, None, None))
+            if histogram.sum is not None:
+                samples.append(Sample(metric.sum, base, histogram.sum, None, None))
+        return samples
+
+    def sample_lines(self) -> str:
+        """The family's sample lines in the text format, exactly as generate_latest writes them."""
+        metric, extra = self._metric, self._extra
+        labels = exposition.series_labels(self._names)
+        if metric.type != c.HISTOGRAM:
+            name = metric.name
+            return "".join(f"{name}{labels.pairs(extra + key)} {format_value(value)}\n" for key, value in self._series.items())
+        bucket, count, total = metric.bucket, metric.count, metric.sum
+        lines = []
+        le_texts: dict[float, str] = {}  # series of a family mostly share their bounds
+        for key, histogram in self._series.items():
+            pairs, before_le, after_le = labels.histogram_parts(extra + key)
+            buckets = histogram.buckets
+            for bound in sorted(buckets):
+                if bound != math.inf:
+                    le = le_texts.get(bound)
+                    if le is None:
+                        le = le_texts[bound] = _le(bound)
+                    lines.append(f'{bucket}{before_le}le="{le}"{after_le} {format_value(buckets[bound])}\n')
+            lines.append(f'{bucket}{before_le}le="+Inf"{after_le} {format_value(histogram.count)}\n')
+            lines.append(f"{count}{pairs} {format_value(histogram.count)}\n")
+            if histogram.sum is not None:
+                lines.append(f"{total}{pairs} {format_value(histogram.sum)}\n")
+        return "".join(lines)
+
+
+@functools.lru_cache(maxsize=None)
+def _check_names(metric: c.Metric) -> None:
+    names = (metric.bucket, metric.count, metric.sum) if metric.type == c.HISTOGRAM else (metric.name,)
+    exposition.check_name(metric.family, names)
 
 
 def _le(bound: float) -> str:

@@ -10,6 +10,7 @@ template goes to overflow is decided once and kept, so a series never moves betw
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ _ID_SEGMENT = re.compile(
       | (?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9_-]{20,}          # long tokens with digits (base64url)
       | [^/]*@[^/]+                                        # e-mail addresses
       | [0-9]+(?:[.,][0-9]+)+                              # 1.5, 2026.11.29
+      | .*[0-9]{4,}.*                                      # ORD-000123, inv_20261129, report-2026-11.pdf
     )$""",
     re.VERBOSE,
 )
@@ -34,7 +36,7 @@ _RAW_CACHE_LIMIT = 4096
 
 def template(route: str) -> str:
     """The route template of a path or URL: `https://h/pets/42?x=1` -> `/pets/{id}`."""
-    if not route:
+    if not route or route == ROUTE_UNKNOWN:  # profiles report "no route" as ROUTE_UNKNOWN
         return ROUTE_UNKNOWN
     if "://" in route:
         route = urlsplit(route).path or "/"
@@ -56,15 +58,19 @@ class RouteTable:
         self.limit = limit
         self._known: set[str] = set()
         self._raw: OrderedDict[str, str] = OrderedDict()
+        # Concurrent scrapes of one target share the table: admission must not overshoot the cap.
+        self._lock = threading.Lock()
 
     def __call__(self, route: str) -> str:
         cached = self._raw.get(route)
         if cached is not None:
             return cached
-        result = self._admit(template(route))
-        self._raw[route] = result
-        if len(self._raw) > _RAW_CACHE_LIMIT:
-            self._raw.popitem(last=False)
+        templated = template(route)
+        with self._lock:
+            result = self._admit(templated)
+            self._raw[route] = result
+            if len(self._raw) > _RAW_CACHE_LIMIT:
+                self._raw.popitem(last=False)
         return result
 
     def _admit(self, route: str) -> str:

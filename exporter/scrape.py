@@ -83,6 +83,8 @@ class Scraper:
             outcome.reason, outcome.detail = error.reason, error.detail
         except DocumentError as error:
             outcome.reason, outcome.detail = "invalid_document", f"{error} (profile {target.profile.name})"
+        except OverflowError as error:  # an integer too large for a float, e.g. 1e400 written out
+            outcome.reason, outcome.detail = "invalid_document", f"a number too large for a float ({error}; profile {target.profile.name})"
         except Exception as error:  # noqa: BLE001 - a scrape must never take the exporter down
             log.exception("internal error while scraping %s", target.url)
             outcome.reason, outcome.detail = "internal_error", f"{type(error).__name__}: {error}"
@@ -109,17 +111,23 @@ class Scraper:
 
 
 def decode(body: bytes, content_type: str):
-    """The JSON document in `body`, or ScrapeError(not_json) saying what arrived instead."""
+    """The JSON document in `body`; ScrapeError(not_json) saying what arrived instead, or
+    ScrapeError(invalid_document) for JSON beyond what the decoder accepts."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         kind = content_type.split(";")[0].strip() or "no content type"
         start = body[:60].decode("utf-8", "replace").strip().replace("\n", " ")
-        if isinstance(error, RecursionError):
-            problem = "nested too deeply to decode"
-        else:
-            problem = str(error)
-        raise ScrapeError("not_json", f"body is not JSON ({kind}; {problem}; starts with {start!r})") from None
+        raise ScrapeError("not_json", f"body is not JSON ({kind}; {error}; starts with {start!r})") from None
+    except RecursionError:
+        raise ScrapeError("invalid_document", "JSON nested too deeply to decode (Python's limit is about 1000 levels)") from None
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise ScrapeError("invalid_document", f"JSON the decoder refuses: {_short(error)}") from None
+
+
+def _short(error: BaseException) -> str:
+    message = str(error)
+    return message if len(message) <= 200 else message[:197] + "..."
 
 
 def _read_health(target: Target, url: str, reading: Reading, deadline: float) -> None:
@@ -129,7 +137,7 @@ def _read_health(target: Target, url: str, reading: Reading, deadline: float) ->
         response = target.fetcher.fetch(url, deadline, health.method, health.accept, accept_statuses=health.readable_statuses)
         document = decode(response.body, response.content_type) if response.body.strip() else None
         health.parse(response.status, document, reading)
-    except (ScrapeError, DocumentError) as error:
+    except (ScrapeError, DocumentError, OverflowError) as error:
         # The stats answered but the health check did not: the application is not healthy.
         log.warning("health check %s of %s failed: %s", url, target.url, error)
         reading.health(False)

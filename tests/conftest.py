@@ -56,3 +56,16 @@ def static_handler(body: bytes | str, content_type: str = "application/json", st
             pass
 
     return Static
+
+
+@pytest.fixture(scope="session")
+def live_stack():
+    """A running stack shared by the session: demo services, sidecar exporters, Prometheus and
+    Alertmanager on 127.0.0.1 (tests/stack.py); every process is stopped at the end."""
+    from stack import LiveStack
+
+    stack = LiveStack().start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,132 @@
+"""The Prometheus text format (0.0.4), written fast for the families a `Reading` yields.
+
+prometheus_client's `generate_latest` spends most of a scrape's CPU on work that is the same
+for every sample of a series: validating and escaping label names, sorting label pairs, escaping
+values. `SeriesLabels` does that once per series (a histogram series has many lines), so each
+line is one string format. The output is byte for byte what `generate_latest` writes
+(tests/test_exposition.py compares them); families that did not come from a Reading still go
+through `generate_latest`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable, Sequence
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric as Family
+from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
+from prometheus_client.utils import floatToGoString
+
+# Names generate_latest moves into families of their own (OpenMetrics-only samples).
+_OPENMETRICS_SUFFIXES = ("_created", "_gsum", "_gcount")
+
+
+def format_value(value: float) -> str:
+    """A sample value as generate_latest writes it (Go's notation: 1e+06, +Inf, NaN).
+
+    Counts are whole numbers, and for those below a million (above -1e15) Python's repr,
+    which floatToGoString returns as it is there, is the integer and ".0": formatting an int is
+    cheaper than the shortest-repr search for a float. Zero goes the long way to keep "-0.0".
+    """
+    if value.__class__ is float and -1e15 < value < 1e6 and value != 0 and value.is_integer():
+        return f"{int(value)}.0"
+    return floatToGoString(value)
+
+
+def label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def header(name: str, documentation: str, kind: str) -> str:
+    """The HELP and TYPE lines of a counter, gauge or histogram family, as generate_latest
+    writes them (a counter family's name lacks the `_total` its samples have)."""
+    if kind == "counter":
+        name += "_total"
+    elif kind == "unknown":  # json mappings' untyped metrics (prometheus_client stores them so)
+        kind = "untyped"
+    name = escape_metric_name(name)
+    documentation = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {documentation}\n# TYPE {name} {kind}\n"
+
+
+class SeriesLabels:
+    """The label names of a family, prepared once: sorted as the text format sorts them.
+
+    `pairs(values)` gives the `{...}` part of a line for values in the order of `names`;
+    `histogram_parts(values)` also gives the parts before and after a bucket's `le="..."`.
+    """
+
+    def __init__(self, names: Sequence[str]):
+        if "le" in names:
+            raise ValueError("'le' is reserved for histogram buckets")
+        self.order = sorted(range(len(names)), key=lambda index: names[index])
+        self.prefixes = [escape_label_name(names[index]) + '="' for index in self.order]
+        self.le_position = sum(1 for index in self.order if names[index] < "le")
+
+    def pairs(self, values: Sequence[str]) -> str:
+        quoted = self._quoted(values)
+        return "{" + ",".join(quoted) + "}" if quoted else ""
+
+    def histogram_parts(self, values: Sequence[str]) -> tuple[str, str, str]:
+        """`('{a="x",z="y"}', '{a="x",', ',z="y"}')`: the labels of `_count` and `_sum`, and
+        the parts of a bucket's labels before and after its `le="..."`."""
+        quoted = self._quoted(values)
+        before, after = quoted[: self.le_position], quoted[self.le_position :]
+        pairs = "{" + ",".join(quoted) + "}" if quoted else ""
+        return pairs, "{" + "".join(pair + "," for pair in before), "".join("," + pair for pair in after) + "}"
+
+    def _quoted(self, values: Sequence[str]) -> list[str]:
+        return [prefix + label_value(values[index]) + '"' for prefix, index in zip(self.prefixes, self.order)]
+
+
+@functools.lru_cache(maxsize=256)
+def series_labels(names: tuple[str, ...]) -> SeriesLabels:
+    """SeriesLabels for `names`, made once: families are rebuilt every scrape, their label names
+    are not."""
+    return SeriesLabels(names)
+
+
+class _Collection:
+    def __init__(self, families):
+        self._families = families
+
+    def collect(self):
+        return self._families
+
+
+def render(families: Iterable[Family]) -> bytes:
+    """The text exposition of `families`; families of the same name (several targets report the
+    same metrics) share one HELP/TYPE header, since an exposition may not repeat it."""
+    groups: dict[str, list[Family]] = {}
+    for family in families:
+        groups.setdefault(family.name, []).append(family)
+    parts: list[str] = []
+    for group in groups.values():
+        first = group[0]
+        # Reading's families write their own lines (a `sample_lines()` method); others cannot.
+        if all(hasattr(family, "sample_lines") for family in group):
+            parts.append(header(first.name, first.documentation, first.type))
+            parts.extend(family.sample_lines() for family in group)
+        else:
+            parts.append(_generic(group).decode("utf-8"))
+    return "".join(parts).encode("utf-8")
+
+
+def _generic(group: list[Family]) -> bytes:
+    first = group[0]
+    if len(group) == 1:
+        return generate_latest(_Collection(group))
+    combined = Family(first.name, first.documentation, first.type, first.unit)
+    combined.samples = [sample for family in group for sample in family.samples]
+    return generate_latest(_Collection([combined]))
+
+
+def check_name(family_name: str, sample_names: Iterable[str]) -> None:
+    """Reading families write sample lines themselves: refuse names generate_latest would move
+    or escape, so that the fast path can never differ from it."""
+    for name in sample_names:
+        if escape_metric_name(name) != name:
+            raise ValueError(f"metric name {name!r} is not valid in the text format")
+        if any(name == family_name + suffix for suffix in _OPENMETRICS_SUFFIXES):
+            raise ValueError(f"sample name {name!r} would be moved to a family of its own")
