@@ -39,8 +39,8 @@ def label_value(value: str) -> str:
 
 
 def header(name: str, documentation: str, kind: str) -> str:
-    """The HELP and TYPE lines of a counter, gauge or histogram family, as generate_latest
-    writes them (a counter family's name lacks the `_total` its samples have)."""
+    """The HELP and TYPE lines of a family, as generate_latest writes them for the types a
+    Reading holds (a counter family's name lacks the `_total` its samples have)."""
     if kind == "counter":
         name += "_total"
     elif kind == "unknown":  # json mappings' untyped metrics (prometheus_client stores them so)
@@ -58,11 +58,12 @@ class SeriesLabels:
     """
 
     def __init__(self, names: Sequence[str]):
-        if "le" in names:
-            raise ValueError("'le' is reserved for histogram buckets")
-        self.order = sorted(range(len(names)), key=lambda index: names[index])
-        self.prefixes = [escape_label_name(names[index]) + '="' for index in self.order]
-        self.le_position = sum(1 for index in self.order if names[index] < "le")
+        # A name given twice keeps its last value, as in the dict of a prometheus_client Sample.
+        last = {name: index for index, name in enumerate(names)}
+        self.order = [last[name] for name in sorted(last)]
+        self.prefixes = [escape_label_name(name) + '="' for name in sorted(last)]
+        self.le_position = sum(1 for name in last if name < "le")
+        self.has_le = "le" in last
 
     def pairs(self, values: Sequence[str]) -> str:
         quoted = self._quoted(values)
@@ -71,6 +72,8 @@ class SeriesLabels:
     def histogram_parts(self, values: Sequence[str]) -> tuple[str, str, str]:
         """`('{a="x",z="y"}', '{a="x",', ',z="y"}')`: the labels of `_count` and `_sum`, and
         the parts of a bucket's labels before and after its `le="..."`."""
+        if self.has_le:
+            raise ValueError("a histogram's labels may not include 'le', the bucket label")
         quoted = self._quoted(values)
         before, after = quoted[: self.le_position], quoted[self.le_position :]
         pairs = "{" + ",".join(quoted) + "}" if quoted else ""

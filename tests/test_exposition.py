@@ -102,9 +102,25 @@ def test_families_from_elsewhere_go_through_generate_latest():
     assert exposition.render(families) == reference(families)
 
 
+def test_user_defined_metrics_render_as_generate_latest_does():
+    # Mappings (the json profile) define their own metrics: untyped ones, a label called `le`,
+    # a label that repeats the sidecar's `target` label (the later value wins, as in a dict).
+    untyped = c.Metric("queue_depth", "untyped", "Depth of a queue.", ("queue",))
+    with_le = c.Metric("tier_level", c.GAUGE, "A level.", ("le", "tier"))
+    with_target = c.Metric("shards_total", c.COUNTER, "Shards.", ("target",))
+    reading = Reading()
+    reading.set(untyped, 3.0, ("a\\b",))
+    reading.set(with_le, 1.0, ("high", "gold"))
+    reading.add(with_target, 2.0, ("inner",))
+    families = reading.families({"target": "outer"})
+    fast = exposition.render(families)
+    assert fast == reference(families)
+    assert b"# TYPE queue_depth untyped" in fast and b'shards_total{target="inner"} 2.0' in fast
+
+
 def test_names_the_fast_path_cannot_write_are_refused():
-    with pytest.raises(ValueError, match="reserved"):
-        exposition.SeriesLabels(("route", "le"))
+    with pytest.raises(ValueError, match="may not include 'le'"):
+        exposition.SeriesLabels(("route", "le")).histogram_parts(("/", "0.5"))
     with pytest.raises(ValueError, match="not valid"):
         exposition.check_name("x", ["bad-name"])
     with pytest.raises(ValueError, match="family of its own"):

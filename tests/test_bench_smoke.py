@@ -1,0 +1,53 @@
+"""The exporter benchmark runs end to end (tiny sizes, no timing assertions): bench/exporter_bench.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+import exporter_bench  # noqa: E402 - found through the line above
+import payloads  # noqa: E402
+
+
+def test_quick_run_writes_every_figure(tmp_path):
+    out = tmp_path / "exporter.json"
+    command = [sys.executable, str(BENCH / "exporter_bench.py"), "--quick", "--sizes", "20,60", "--targets", "3",
+               "--multi-series", "30", "--rounds", "1", "--batch-seconds", "0.05", "--multi-seconds", "0.5", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CPU ratio" in result.stdout and "multi-target: 3 targets" in result.stdout
+    results = json.loads(out.read_text())
+    assert [row["series"] for row in results["sidecar"]] == [payloads.series_count(payloads.body(payloads.rows_for(n))) for n in (20, 60)]
+    for row in results["sidecar"]:
+        for key in ("direct_ms", "exporter_ms", "overhead_ratio", "floor_cpu_ms", "payload_bytes"):
+            assert row[key] > 0, (key, row)
+        assert row["exporter_cpu_ms"] >= 0
+    multi = results["multi_target"]
+    assert multi["targets"] == 3 and multi["scrapes"] > 0 and multi["scrapes_per_second"] > 0
+    assert results["sidecar_rss_mb"] > 0
+    assert set(results["aims"]) == {"cpu_ratio_at_1000", "core_fraction_200_targets", "sidecar_rss_mb"}
+
+
+def test_payload_sizes_are_counted_in_exposition_samples():
+    for wanted in (100, 1000):
+        assert abs(payloads.series_count(payloads.body(payloads.rows_for(wanted))) - wanted) <= 14  # one request row yields 14
+    with pytest.raises(ValueError, match="route cap"):
+        payloads.document(payloads.MAX_ROUTES * payloads.ROWS_PER_ROUTE + 1)
+
+
+def test_an_exporter_output_missing_a_series_is_refused():
+    body = payloads.body(2)
+    exposition = payloads.floor(body, {"target": "app"}) + b'pharos_scrape_success{target="app"} 1.0\n'
+    exporter_bench.check_same_series(exposition, body, {"target": "app"}, "test")
+    first_sample = next(line for line in exposition.splitlines() if not line.startswith(b"#"))
+    with pytest.raises(RuntimeError, match="series differ"):
+        exporter_bench.check_same_series(exposition.replace(first_sample + b"\n", b""), body, {"target": "app"}, "test")
+    failed = exposition.replace(b"pharos_scrape_success{target=\"app\"} 1.0", b"pharos_scrape_success{target=\"app\"} 0.0")
+    with pytest.raises(RuntimeError, match="did not succeed"):
+        exporter_bench.check_same_series(failed, body, {"target": "app"}, "test")
