@@ -7,6 +7,9 @@ make the deadline hard:
 - a watchdog thread shuts the connection's socket down when the deadline passes, for the reads
   that are not ours to time: http.client reads the status line, the headers and chunk-size lines
   with many `recv` calls under one timeout, which a trickling target can stretch without end.
+
+A probe's Fetcher also carries the allow-list: every new connection asks it where it may go, on the
+host the HTTP client itself parsed, and connects only to the addresses it checked.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util import connection as urllib3_connection
 
+from .allowlist import AddressNotAllowed, AllowList
 from .config import Auth, ConfigError, TLS
 
 CHUNK = 64 * 1024
@@ -53,6 +59,7 @@ class Fetcher:
     auth: Auth = field(default_factory=Auth)
     tls: TLS = field(default_factory=TLS)
     max_bytes: int = 16 * 1024 * 1024
+    allow: AllowList | None = None  # /probe targets: checked again at every connect
 
     def __post_init__(self) -> None:
         self._session = _SessionWithoutRedirects()
@@ -79,6 +86,7 @@ class Fetcher:
         accept: str = "application/json",
         headers: dict[str, str] | None = None,
         accept_statuses: frozenset[int] = frozenset({200}),
+        body: bytes | None = None,
     ) -> Response:
         """GET (or `method`) `url` and return its body, or raise ScrapeError by `deadline`
         (a `time.monotonic()` value)."""
@@ -92,20 +100,21 @@ class Fetcher:
         if remaining <= 0:
             raise ScrapeError("timeout", "no time left before the scrape deadline")
         guard = _Guard(deadline)
-        _current.guard = guard
+        _current.guard, _current.allow = guard, self.allow
         try:
             _WATCHDOG.watch(guard)
-            return self._fetch(url, deadline, remaining, method, request_headers, accept_statuses, guard)
+            return self._fetch(url, deadline, remaining, method, request_headers, accept_statuses, guard, body)
         finally:
-            _current.guard = None
+            _current.guard = _current.allow = None
             _WATCHDOG.release(guard)
 
-    def _fetch(self, url, deadline, remaining, method, request_headers, accept_statuses, guard) -> Response:
+    def _fetch(self, url, deadline, remaining, method, request_headers, accept_statuses, guard, body=None) -> Response:
         try:
             response = self._session.request(
                 method,
                 url,
                 headers=request_headers,
+                data=body,
                 timeout=(remaining, remaining),
                 stream=True,
                 allow_redirects=False,
@@ -119,6 +128,9 @@ class Fetcher:
         except (requests.exceptions.RequestException, ValueError) as error:
             if guard.expired:
                 raise ScrapeError("timeout", f"no complete response headers from {url} within {remaining:.2f}s") from None
+            denied = _cause(error, AddressNotAllowed)
+            if denied is not None:
+                raise ScrapeError("connection_error", str(denied)) from None
             if _refused(error):
                 raise ScrapeError("connection_refused", f"connection to {url} refused") from None
             raise ScrapeError("connection_error", _short(error)) from None
@@ -304,9 +316,26 @@ def _guarded(connection_class):
 
     class Guarded(connection_class):
         def _new_conn(self):
-            sock = super()._new_conn()
+            allow = getattr(_current, "allow", None)
+            addresses = allow.connect_addresses(self.host) if allow is not None else None
+            sock = super()._new_conn() if addresses is None else self._connect_to(addresses)
             _attach_to_current_fetch(sock)  # before a TLS handshake, which can trickle too
             return sock
+
+        def _connect_to(self, addresses: list[str]):
+            """urllib3's _new_conn, on the addresses the allow-list checked instead of a second
+            resolution of the name; the Host header and TLS server name stay the name."""
+            error: OSError | None = None
+            for address in addresses:
+                try:
+                    return urllib3_connection.create_connection(
+                        (address, self.port), self.timeout, source_address=self.source_address, socket_options=self.socket_options
+                    )
+                except socket.timeout as timeout:
+                    raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from timeout
+                except OSError as failure:
+                    error = failure
+            raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
 
         def connect(self):
             super().connect()
@@ -338,6 +367,22 @@ class _GuardedAdapter(HTTPAdapter):
 def _socket_of(raw) -> socket.socket | None:
     connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
     return getattr(connection, "sock", None)
+
+
+def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of `kind` in the chain (causes, contexts, wrapped arguments) of `error`."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+        pending.extend(link for link in (current.__cause__, current.__context__) if link is not None)
+    return None
 
 
 def _refused(error: BaseException) -> bool:

@@ -102,7 +102,9 @@ class Scraper:
 
     def _fill(self, target: Target, reading: Reading, deadline: float) -> int:
         profile = target.profile
-        response = target.fetcher.fetch(target.url, deadline, profile.method, profile.accept, dict(profile.headers))
+        response = target.fetcher.fetch(
+            target.url, deadline, profile.method, profile.accept, dict(profile.headers), profile.valid_statuses, profile.body
+        )
         profile.parse(decode(response.body, response.content_type), reading)
         health_url = target.health_url
         if health_url is not None:

@@ -38,5 +38,7 @@ class Profile:
     accept: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
     health: HealthCheck | None = None
+    body: bytes | None = None  # sent with `method` (json mapping modules POST one)
+    valid_statuses: frozenset[int] = frozenset({200})  # statuses whose body is the document
     # Where the format is documented (shown by `pharos exporter --list-profiles`).
     reference: str = ""
