@@ -23,7 +23,7 @@ from pathlib import Path
 
 from alerts import alertmanager, prometheus_rules
 
-from . import prometheus_config
+from . import grafana_provisioning, prometheus_config
 from .stack_config import StackConfig, StackConfigError, load
 from .yaml_out import dump
 
@@ -55,7 +55,7 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
         written,
     )
     rules_dir = prometheus_dir / prometheus_config.RULES_DIR
-    rule_files = prometheus_rules.rule_files(environment, stack.runbook_url)
+    rule_files = prometheus_rules.rule_files(environment, stack.runbook_url, stack.tuning)
     for name, content in rule_files.items():
         _write(rules_dir / name, dump(content, _header(stack, f"Rules of {environment}")), written)
     # prometheus.yml loads rules/*.yml: a rule file left over from an earlier build would load too.
@@ -67,7 +67,18 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
         dump(alertmanager_config(stack), _header(stack, "Alertmanager (routes for every environment)")),
         written,
     )
+    if stack.grafana is not None:
+        _write_grafana(stack, stack.environment(environment), out, written)
     return written
+
+
+def _write_grafana(stack: StackConfig, environment, out: Path, written: list[Path]) -> None:
+    settings, header = stack.grafana, _header(stack, f"Grafana of {environment.name}")
+    datasources = grafana_provisioning.datasources(settings, environment.name, environment.prometheus, stack.intervals.scrape_interval)
+    _write(out / grafana_provisioning.DATASOURCES_FILE, dump(datasources, header), written)
+    _write(out / grafana_provisioning.DASHBOARD_PROVIDERS_FILE, dump(grafana_provisioning.dashboard_providers(settings), header), written)
+    for name, text in grafana_provisioning.dashboards().items():
+        _write(out / grafana_provisioning.DASHBOARDS_DIR / name, text, written)
 
 
 def build(stack: StackConfig, out: Path, environment: str | None = None) -> list[Path]:

@@ -32,6 +32,25 @@ def main(argv: list[str] | None = None) -> int:
     build_main.add_arguments(build)
     build.set_defaults(run=build_main.run)
 
+    from pharos import fault as fault_main, sinks as sinks_main, up as up_main
+
+    up = commands.add_parser("up", help="run the whole stack here: demo services, exporters, Prometheus, Alertmanager, mail and Slack sinks")
+    up_main.add_arguments(up)
+    up.set_defaults(run=up_main.run)
+
+    fault = commands.add_parser("fault", help="change the fault knobs of a running demo service (by name in pharos up, or URL)")
+    fault_main.add_arguments(fault)
+    fault.set_defaults(run=fault_main.run)
+
+    sinks = commands.add_parser("sinks", help="a local SMTP server and Slack webhook receiver that keep and print what they receive")
+    sinks_main.add_arguments(sinks)
+    sinks.set_defaults(run=sinks_main.run)
+
+    from dashboards import cli as dashboards_cli
+
+    dashboards = commands.add_parser("dashboards", help="build, push (to Grafana) and render (to PNG) the Grafana dashboards")
+    dashboards_cli.add_arguments(dashboards)
+
     args = parser.parse_args(argv)
     return args.run(args)
 

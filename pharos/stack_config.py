@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -19,7 +19,13 @@ from alerts import ALERTS, ENVIRONMENTS, SEVERITIES
 from alerts.alertmanager import Receiver, Routing, SlackChannel, Smtp, Timing
 from alerts.catalogue import WATCHDOG
 from alerts.model import duration_seconds
+from alerts.prometheus_rules import Tuning
+from alerts.recording import WINDOW
 from exporter.profiles import PROFILES
+
+from .exporter_access import AUTH_KEY, TLS_KEY, ExporterAccess, read as read_exporter_access
+from .grafana_provisioning import GRAFANA_KEY, GrafanaSettings, read as read_grafana
+from .swarm_discovery import SWARM_JOB, SWARM_KEY, SwarmDiscovery, read as read_swarm
 
 SIDECAR = "sidecar"  # an exporter beside each instance; Prometheus scrapes its /metrics
 PROBE = "probe"  # one exporter per environment; Prometheus scrapes /probe?target=INSTANCE
@@ -29,7 +35,7 @@ MODES = (SIDECAR, PROBE)
 PROMETHEUS_JOB = "prometheus"
 ALERTMANAGER_JOB = "alertmanager"
 EXPORTER_JOB = "pharos-exporter"
-RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB)
+RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB, SWARM_JOB)
 
 
 class StackConfigError(ValueError):
@@ -52,6 +58,8 @@ class Environment:
     alertmanagers: tuple[str, ...]
     exporter: str  # the multi-target exporter of probe-mode services ("" when none)
     services: tuple[Service, ...]
+    exporter_access: ExporterAccess = ExporterAccess()  # TLS and basic auth towards Pharos exporters
+    swarm: SwarmDiscovery | None = None  # Docker Swarm discovery of opted-in services (pharos/swarm_discovery.py)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,11 @@ class Intervals:
     scrape_timeout: str = "10s"
     evaluation_interval: str = "15s"
     file_sd_refresh_interval: str = "1m"
+    rate_window: str = WINDOW  # the range of every rate() in the rules
+
+
+# A rate needs two samples in its window; four make it robust against a missed scrape.
+MIN_SCRAPES_PER_RATE_WINDOW = 4
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,13 @@ class StackConfig:
     receivers: tuple[Receiver, ...]
     routing: Routing
     environments: tuple[Environment, ...] = field(default_factory=tuple)
+    alert_for: Mapping[str, str] = field(default_factory=dict)  # alert name -> `for` replacing the catalogue's
+    grafana: GrafanaSettings | None = None  # write Grafana's provisioning too (pharos/grafana_provisioning.py)
+
+    @property
+    def tuning(self) -> Tuning:
+        """What the rule files take from this stack instead of the catalogue's defaults."""
+        return Tuning(rate_window=self.intervals.rate_window, alert_for=dict(self.alert_for))
 
     def environment(self, name: str) -> Environment:
         for environment in self.environments:
@@ -210,6 +230,13 @@ def _intervals(reader: _Reader, value: Any) -> tuple[Intervals, Timing]:
             f"{intervals.scrape_timeout} must be shorter than scrape_interval {intervals.scrape_interval}, "
             "so that a slow scrape ends before the next one starts",
         )
+    scrapes = duration_seconds(intervals.rate_window) / duration_seconds(intervals.scrape_interval)
+    if scrapes < MIN_SCRAPES_PER_RATE_WINDOW:
+        raise reader.fail(
+            "intervals.rate_window",
+            f"{intervals.rate_window} holds fewer than {MIN_SCRAPES_PER_RATE_WINDOW} scrapes at scrape_interval "
+            f"{intervals.scrape_interval}; make it at least {MIN_SCRAPES_PER_RATE_WINDOW} times the scrape interval",
+        )
     return intervals, timing
 
 
@@ -289,6 +316,18 @@ def _routing(reader: _Reader, value: Any, receivers: tuple[Receiver, ...]) -> Ro
     )
 
 
+def _alert_settings(reader: _Reader, value: Any) -> dict[str, str]:
+    """`alerts: {NAME: {for: DURATION}}`: per-alert settings that replace the catalogue's."""
+    data = reader.mapping(value, "alerts", {alert.name for alert in ALERTS})
+    alert_for = {}
+    for name, settings in sorted(data.items()):
+        path = _join("alerts", name)
+        settings = reader.mapping(settings, path, {"for"})
+        if "for" in settings:
+            alert_for[name] = reader.string(settings, "for", path, check=_duration)
+    return alert_for
+
+
 def _service(reader: _Reader, name: str, value: Any, path: str) -> Service:
     if not _SERVICE_NAME.match(name):
         raise reader.fail(path, "service names start with a lowercase letter and hold only a-z, 0-9, _ and -")
@@ -308,12 +347,13 @@ def _service(reader: _Reader, name: str, value: Any, path: str) -> Service:
     return service
 
 
-def _environment(reader: _Reader, name: str, value: Any) -> Environment:
+def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess) -> Environment:
     path = _join("environments", name)
-    data = reader.mapping(value, path, {"prometheus", "alertmanagers", "exporter", "services"})
+    data = reader.mapping(value, path, {"prometheus", "alertmanagers", "exporter", "services", TLS_KEY, AUTH_KEY, SWARM_KEY})
     services_data = reader.mapping(data.get("services"), _join(path, "services"))
-    if not services_data:
-        raise reader.fail(_join(path, "services"), "missing; list the services Prometheus scrapes in this environment")
+    swarm = read_swarm(reader, data[SWARM_KEY], _join(path, SWARM_KEY)) if SWARM_KEY in data else None
+    if not services_data and swarm is None:
+        raise reader.fail(_join(path, "services"), "missing; list the services Prometheus scrapes in this environment (or discover them with swarm:)")
     services = tuple(_service(reader, key, services_data[key], _join(_join(path, "services"), key)) for key in sorted(services_data))
     alertmanagers = reader.strings(data, "alertmanagers", path, _address)
     if not alertmanagers:
@@ -322,19 +362,23 @@ def _environment(reader: _Reader, name: str, value: Any) -> Environment:
     probing = [service.name for service in services if service.mode == PROBE]
     if probing and not exporter:
         raise reader.fail(_join(path, "exporter"), f"missing; service {probing[0]} uses mode probe, which needs the address of the multi-target exporter")
+    if swarm is not None and not exporter:
+        raise reader.fail(_join(path, "exporter"), "missing; swarm discovery scrapes every task through the multi-target exporter, give its address")
     return Environment(
         name=name,
         prometheus=reader.string(data, "prometheus", path, "localhost:9090", _address),
         alertmanagers=alertmanagers,
         exporter=exporter,
         services=services,
+        exporter_access=read_exporter_access(reader, data, path, access),
+        swarm=swarm,
     )
 
 
 def parse(data: Any, source: str) -> StackConfig:
     """A StackConfig from parsed YAML; `source` names the file in errors."""
     reader = _Reader(source)
-    data = reader.mapping(data, "", {"runbook_url", "intervals", "smtp", "receivers", "routes", "environments"})
+    data = reader.mapping(data, "", {"runbook_url", "intervals", "smtp", "receivers", "routes", "environments", "alerts", TLS_KEY, AUTH_KEY, GRAFANA_KEY})
     intervals, timing = _intervals(reader, data.get("intervals"))
     smtp = _smtp(reader, data.get("smtp"))
     receivers = _receivers(reader, data.get("receivers"), smtp)
@@ -356,8 +400,12 @@ def parse(data: Any, source: str) -> StackConfig:
         receivers=receivers,
         routing=_routing(reader, data.get("routes"), receivers),
         environments=tuple(
-            _environment(reader, name, environments_data[name]) for name in ENVIRONMENTS if name in environments_data
+            _environment(reader, name, environments_data[name], read_exporter_access(reader, data, ""))
+            for name in ENVIRONMENTS
+            if name in environments_data
         ),
+        alert_for=_alert_settings(reader, data.get("alerts")),
+        grafana=read_grafana(reader, data[GRAFANA_KEY]) if GRAFANA_KEY in data else None,
     )
 
 
