@@ -5,8 +5,9 @@ Two environments, each with its own Prometheus (its thresholds, its `environment
 label), one Alertmanager shared by both (the build writes the same alertmanager.yml for every
 environment), and the demo service `orders` in each: in production beside a sidecar exporter, in
 beta read through the multi-target exporter's /probe. Mail goes to the local SMTP sink without TLS
-or auth; every Slack channel gets its own webhook URL on the local Slack sink, written to a file
-only Alertmanager reads (a webhook URL is a secret even here: it is never on a command line).
+but with AUTH, as user `alertmanager` with a fresh random password; every Slack channel gets its
+own webhook URL on the local Slack sink. Each secret is written to a file only its owner reads
+(a secret even here: never on a command line, in the stack file or in the generated configuration).
 
 `--fast` shortens every interval through the stack file (intervals, `alerts.<name>.for`), never
 through another code path: what runs is what `pharos build` makes of that file.
@@ -33,6 +34,8 @@ SENDER = "pharos@example.com"
 ONCALL = "oncall@example.com"
 TEAM = "pharos-team@example.com"
 STAGING = "staging-team@example.com"
+SMTP_USERNAME = "alertmanager"
+SMTP_PASSWORD_FILE = "smtp-password"
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ RECEIVERS = {
     "production-team": ([], ["#production"]),
     "staging-team": ([STAGING], ["#staging"]),
     "team-mail": ([TEAM], []),
-    "delivery-failures": ([ONCALL, TEAM], []),
+    # Mail and Slack both: whichever integration fails, the other one tells people.
+    "delivery-failures": ([ONCALL, TEAM], ["#alerting-pipeline"]),
     "deadmans-switch": ([], ["#heartbeat"]),
 }
 ROUTES = {
@@ -155,23 +159,36 @@ def webhook_file_name(channel: str) -> str:
     return "slack-" + channel.lstrip("#")
 
 
+def _write_secret(path: Path, value: str, end: str = "\n") -> Path:
+    """`value` in a file only its owner reads; its absolute path (Alertmanager resolves relative
+    paths from its own config file)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + end)
+    return path.resolve()
+
+
 def write_webhook_secrets(directory: Path, slack_port: int) -> dict[str, Path]:
     """One fresh webhook URL per channel, each in a file only we can read; channel -> file."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     channels = sorted({channel for _, slack in RECEIVERS.values() for channel in slack})
-    files = {}
-    for number, channel in enumerate(channels, start=1):
-        url = f"http://{HOST}:{slack_port}/services/TLOCAL/B{number:03d}/{secrets.token_hex(12)}"
-        path = directory / webhook_file_name(channel)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(url + "\n")
-        files[channel] = path.resolve()  # Alertmanager resolves relative paths from its own config file
-    return files
+    return {
+        channel: _write_secret(directory / webhook_file_name(channel), f"http://{HOST}:{slack_port}/services/TLOCAL/B{number:03d}/{secrets.token_hex(12)}")
+        for number, channel in enumerate(channels, start=1)
+    }
 
 
-def stack_data(ports: Ports, webhook_files: dict[str, Path], fast: bool) -> dict:
-    """The stack description of the local stack, as a user would write it."""
+def write_smtp_password(directory: Path) -> Path:
+    """A fresh SMTP password for Alertmanager and the mail sink, in a file only we can read.
+
+    Without a line break: Alertmanager 0.25 sends smtp_auth_password_file's bytes as they are
+    (it trims api_url_file, not this one), so a trailing newline would be part of the password."""
+    return _write_secret(directory / SMTP_PASSWORD_FILE, secrets.token_urlsafe(18), end="")
+
+
+def stack_data(ports: Ports, webhook_files: dict[str, Path], fast: bool, smtp_password_file: Path | None = None) -> dict:
+    """The stack description of the local stack, as a user would write it; with
+    `smtp_password_file`, mail is sent with AUTH as SMTP_USERNAME."""
     receivers = {}
     for name, (emails, channels) in RECEIVERS.items():
         receiver: dict = {}
@@ -204,6 +221,8 @@ def stack_data(ports: Ports, webhook_files: dict[str, Path], fast: bool) -> dict
     if fast:
         data["intervals"] = dict(FAST_INTERVALS)
     data["smtp"] = {"smarthost": f"{HOST}:{ports.smtp}", "from": SENDER, "require_tls": False}
+    if smtp_password_file is not None:
+        data["smtp"] |= {"auth_username": SMTP_USERNAME, "auth_password_file": str(smtp_password_file)}
     data["receivers"] = receivers
     data["routes"] = ROUTES
     if fast:

@@ -11,6 +11,11 @@ incoming-webhook receiver, both on loopback.
   only a short hash of its path is kept, to tell webhooks apart.
 Each message also prints one line. `pharos up` runs the sinks; `read_mail`/`read_slack` read
 what they kept.
+
+With `--smtp-password-file FILE` the SMTP sink requires AUTH (PLAIN or LOGIN, offered without TLS:
+loopback only) as `--smtp-username` with the password in FILE, so that a sender's credentials are
+really used. Faults on demand (the SMTP port down, Slack answering 500, ...) are set on the Slack
+port under `/-/faults` (pharos/sink_faults.py; `pharos fault --sink`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import asyncio
 import email
 import email.policy
 import hashlib
+import hmac
 import ipaddress
 import json
+import logging
 import re
 import signal
 import sys
@@ -33,7 +40,9 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qs
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from .sink_faults import FAULTS_PATH, SINK_NAMES, SLACK, SLACK_ERROR_WORDS, SMTP as SMTP_SINK, SinkFaultError, SinkFaults
 
 MAIL_DIR = "mail"
 SLACK_DIR = "slack"
@@ -43,6 +52,13 @@ MAX_MAIL_BYTES = 10 << 20
 WEBHOOK_PATH = re.compile(r"^/services/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+$")
 DEFAULT_SMTP = "127.0.0.1:2525"
 DEFAULT_SLACK = "127.0.0.1:3000"
+DEFAULT_SMTP_USERNAME = "alertmanager"
+
+# aiosmtpd logs every command line at INFO, AUTH with its base64 credentials among them.
+_AIOSMTPD_LOG = logging.getLogger("mail.log")
+_AIOSMTPD_LOG.setLevel(logging.WARNING)
+# aiosmtpd itself sets the attribute it then warns about, at every successful AUTH.
+_AIOSMTPD_LOG.addFilter(lambda record: not record.getMessage().startswith("Session.login_data is deprecated"))
 
 
 class Inbox:
@@ -128,8 +144,22 @@ def mail_text(directory: Path, entry: dict) -> str:
 
 # --- SMTP --------------------------------------------------------------------------------------
 class _MailHandler:
-    def __init__(self, inbox: Inbox):
+    def __init__(self, inbox: Inbox, faults: SinkFaults, auth_required: bool):
         self.inbox = inbox
+        self.faults = faults
+        # Checked here rather than by aiosmtpd's auth_required, which warns at every connection
+        # when AUTH comes without TLS (by design on a loopback-only sink).
+        self.auth_required = auth_required
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options) -> str:  # noqa: N802 - aiosmtpd's naming
+        if self.auth_required and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        status = self.faults.refuse(SMTP_SINK)
+        if status:
+            return f"{status} {status // 100}.3.0 pharos sinks: delivery refused on purpose (pharos fault --sink smtp)"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's naming
         data = envelope.original_content or envelope.content
@@ -139,55 +169,107 @@ class _MailHandler:
         return "250 Message accepted for delivery"
 
 
-class SmtpSink:
-    """aiosmtpd on its own event loop in a thread; port 0 picks a free port (see `port`)."""
+def _authenticator(username: str, password: str, announce: Callable[[str], None]):
+    """aiosmtpd authenticator accepting this one user name and password (PLAIN and LOGIN)."""
+    expected = (username.encode(), password.encode())
 
-    def __init__(self, inbox: Inbox, host: str, port: int):
+    def check(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        # Both compared whatever the first gives: the time taken tells nothing.
+        same_user = hmac.compare_digest(auth_data.login, expected[0])
+        same_password = hmac.compare_digest(auth_data.password, expected[1])
+        if same_user and not same_password and hmac.compare_digest(auth_data.password.rstrip(b"\r\n"), expected[1]):
+            announce(
+                f"pharos sinks: AUTH refused for {username}: the password sent ends with a line break. Alertmanager 0.25 "
+                "sends smtp_auth_password_file as it is: write the file without a final newline (printf '%s' ...)"
+            )
+        return AuthResult(success=same_user and same_password, handled=False)
+
+    return check
+
+
+class _RelaySMTP(SMTP):
+    # Ask for LOGIN's user name and password in the words Postfix, Dovecot and Exchange use; clients
+    # such as Alertmanager's check them (aiosmtpd's own "User Name\0" they refuse).
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+
+
+class SmtpSink:
+    """aiosmtpd on its own event loop in a thread; port 0 picks a free port (see `port`).
+
+    `credentials` (user, password) make AUTH required; `listen(False)` closes the port (a relay
+    that is down), `listen(True)` opens it again on the same port."""
+
+    def __init__(self, inbox: Inbox, host: str, port: int, faults: SinkFaults | None = None, credentials: tuple[str, str] | None = None):
         self.inbox, self.host, self.port = inbox, host, port
+        self.faults = faults or SinkFaults()
+        self.credentials = credentials
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
+        self._switch = threading.Lock()
         self._thread = threading.Thread(target=self._loop.run_forever, name="smtp-sink", daemon=True)
 
-    def start(self) -> None:
-        handler = _MailHandler(self.inbox)
+    def _protocol(self) -> SMTP:
+        options: dict = {}
+        if self.credentials:
+            # No TLS on a loopback sink: AUTH is offered without it (senders check the host is loopback).
+            options = {"authenticator": _authenticator(*self.credentials, self.inbox.announce), "auth_require_tls": False}
+        handler = _MailHandler(self.inbox, self.faults, auth_required=bool(self.credentials))
+        return _RelaySMTP(handler, hostname="pharos-sinks", data_size_limit=MAX_MAIL_BYTES, loop=self._loop, **options)
 
-        def protocol() -> SMTP:
-            return SMTP(handler, hostname="pharos-sinks", data_size_limit=MAX_MAIL_BYTES, loop=self._loop)
-
-        self._server = self._loop.run_until_complete(self._loop.create_server(protocol, self.host, self.port))
+    async def _open(self) -> None:
+        self._server = await self._loop.create_server(self._protocol, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    def start(self) -> None:
+        self._loop.run_until_complete(self._open())
         self._thread.start()
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    def listen(self, listening: bool) -> None:
+        """Open or close the port; OSError when it cannot be opened again (taken meanwhile)."""
+        with self._switch:
+            if listening != self.listening and self._thread.is_alive():
+                asyncio.run_coroutine_threadsafe(self._open() if listening else self._close(), self._loop).result(timeout=10)
+
     def stop(self) -> None:
-        if self._server is None:
-            return
-
-        async def close() -> None:
-            self._server.close()
-            await self._server.wait_closed()
-
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-        self._loop.close()
-        self._server = None
+        with self._switch:
+            if self._thread.is_alive():
+                asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=10)
+            if not self._loop.is_closed() and not self._loop.is_running():
+                self._loop.close()
 
 
 # --- Slack -------------------------------------------------------------------------------------
 class _WebhookHandler(BaseHTTPRequestHandler):
     inbox: Inbox  # set on the subclass SlackSink makes
+    faults: SinkFaults  # likewise
     server_version = "pharos-slack-sink"
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.startswith(FAULTS_PATH):
+            return self._faults("POST")
         if not WEBHOOK_PATH.match(self.path):
             return self._answer(404, "no_service")
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
-            return self._answer(411, "length_required")
-        if int(length) > MAX_WEBHOOK_BYTES:
-            return self._answer(413, "request_too_large")
-        body = self.rfile.read(int(length))
+        body = self._body()
+        if body is None:
+            return
+        status = self.faults.refuse(SLACK)
+        if status:
+            return self._answer(status, SLACK_ERROR_WORDS.get(status, "fault_injected"))
         payload = _payload(body, self.headers.get("Content-Type", ""))
         if not isinstance(payload, dict):
             return self._answer(400, "invalid_payload")
@@ -197,12 +279,56 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         self._answer(200, "ok")
 
     def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith(FAULTS_PATH):
+            return self._faults("GET")
         self._answer(200, "pharos Slack sink: POST incoming-webhook JSON to /services/T.../B.../X...")
 
-    def _answer(self, status: int, text: str) -> None:
+    def do_DELETE(self) -> None:  # noqa: N802
+        if self.path.startswith(FAULTS_PATH):
+            return self._faults("DELETE")
+        self._answer(405, "method_not_allowed")
+
+    def _body(self) -> bytes | None:
+        """The request body, or None once an error has been answered."""
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self._answer(411, "length_required")
+            return None
+        if int(length) > MAX_WEBHOOK_BYTES:
+            self._answer(413, "request_too_large")
+            return None
+        return self.rfile.read(int(length))
+
+    def _faults(self, method: str) -> None:
+        """/-/faults (GET: every sink) and /-/faults/SINK (GET, POST a fault, DELETE it)."""
+        sink = self.path[len(FAULTS_PATH):].strip("/")
+        if sink and sink not in SINK_NAMES:
+            return self._answer(404, f"no sink {sink!r}; use {FAULTS_PATH}/{' or /'.join(SINK_NAMES)}")
+        if method != "GET" and not sink:
+            return self._answer(405, f"{method} needs a sink: {FAULTS_PATH}/{' or /'.join(SINK_NAMES)}")
+        try:
+            if method == "POST":
+                body = self._body()
+                if body is None:
+                    return
+                try:
+                    document = json.loads(body or b"{}")
+                except ValueError:
+                    return self._answer(400, "the body is not JSON; send an object such as {\"status\": 500}")
+                self.faults.set(sink, document)
+            elif method == "DELETE":
+                self.faults.clear(sink)
+        except SinkFaultError as error:
+            return self._answer(400, str(error))
+        except OSError as error:
+            return self._answer(500, f"the {sink} sink cannot listen again: {error.strerror or error}")
+        described = self.faults.describe()
+        self._answer(200, json.dumps(described[sink] if sink else described, sort_keys=True), "application/json")
+
+    def _answer(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
         body = text.encode()
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -227,8 +353,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class SlackSink:
-    def __init__(self, inbox: Inbox, host: str, port: int):
-        handler = type("WebhookHandler", (_WebhookHandler,), {"inbox": inbox})
+    def __init__(self, inbox: Inbox, host: str, port: int, faults: SinkFaults | None = None):
+        self.faults = faults or SinkFaults()
+        handler = type("WebhookHandler", (_WebhookHandler,), {"inbox": inbox, "faults": self.faults})
         self._server = _Server((host, port), handler)
         self.host, self.port = host, self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="slack-sink", daemon=True)
@@ -250,10 +377,22 @@ class SlackSink:
 class Sinks:
     """Both sinks over one inbox; `with Sinks(...) as sinks:` starts and stops them."""
 
-    def __init__(self, directory: Path, smtp: tuple[str, int], slack: tuple[str, int], announce: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        smtp: tuple[str, int],
+        slack: tuple[str, int],
+        announce: Callable[[str], None] | None = None,
+        smtp_credentials: tuple[str, str] | None = None,
+    ):
         self.inbox = Inbox(directory, announce) if announce else Inbox(directory)
-        self.smtp = SmtpSink(self.inbox, *smtp)
-        self.slack = SlackSink(self.inbox, *slack)
+        self.faults = SinkFaults(on_change=self._fault_changed)
+        self.smtp = SmtpSink(self.inbox, *smtp, faults=self.faults, credentials=smtp_credentials)
+        self.slack = SlackSink(self.inbox, *slack, faults=self.faults)
+
+    def _fault_changed(self, sink: str) -> None:
+        if sink == SMTP_SINK:
+            self.smtp.listen(not self.faults.fault(SMTP_SINK).down)
 
     def start(self) -> None:
         self.smtp.start()
@@ -264,6 +403,7 @@ class Sinks:
             raise
 
     def stop(self) -> None:
+        self.faults.close()
         self.slack.stop()
         self.smtp.stop()
 
@@ -295,21 +435,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", required=True, metavar="DIR", help="keep messages in DIR/mail and DIR/slack")
     parser.add_argument("--smtp", type=loopback_address, default=DEFAULT_SMTP, metavar="HOST:PORT", help=f"SMTP server address (default {DEFAULT_SMTP})")
     parser.add_argument("--slack", type=loopback_address, default=DEFAULT_SLACK, metavar="HOST:PORT", help=f"Slack webhook receiver address (default {DEFAULT_SLACK})")
+    parser.add_argument("--smtp-password-file", metavar="FILE", help="require SMTP AUTH with the password in FILE (never on the command line); default: no AUTH")
+    parser.add_argument("--smtp-username", default=DEFAULT_SMTP_USERNAME, metavar="NAME", help=f"the user name SMTP AUTH requires (default {DEFAULT_SMTP_USERNAME})")
+
+
+def read_password(path: str) -> str:
+    """The first line of a password file, as a mail relay keeps it (a sender whose password file
+    ends with a newline and who sends it whole is refused, as by a real relay); ValueError naming
+    the file and what to do."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            password = handle.readline().strip()
+    except OSError as error:
+        raise ValueError(f"cannot read --smtp-password-file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--smtp-password-file {path} is not UTF-8 text") from None
+    if not password:
+        raise ValueError(f"--smtp-password-file {path} is empty; write the password on its first line")
+    return password
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        credentials = (args.smtp_username, read_password(args.smtp_password_file)) if args.smtp_password_file else None
+    except ValueError as error:
+        print(f"pharos sinks: {error}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        sinks = Sinks(Path(args.dir), args.smtp, args.slack)
+        sinks = Sinks(Path(args.dir), args.smtp, args.slack, smtp_credentials=credentials)
         sinks.start()
     except OSError as error:
         print(f"pharos sinks: cannot start: {error.strerror or error} ({error.filename or 'check --smtp and --slack'})", file=sys.stderr)
         return 1
     print(
-        f"pharos sinks: SMTP on {sinks.smtp.host}:{sinks.smtp.port}, Slack webhooks at {sinks.slack.url}/services/..., "
-        f"keeping messages in {args.dir}",
+        f"pharos sinks: SMTP on {sinks.smtp.host}:{sinks.smtp.port}"
+        + (f" (AUTH required, user {args.smtp_username})" if credentials else "")
+        + f", Slack webhooks at {sinks.slack.url}/services/..., faults at {sinks.slack.url}{FAULTS_PATH}, keeping messages in {args.dir}",
         flush=True,
     )
     try:

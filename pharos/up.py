@@ -82,7 +82,14 @@ class Stack:
 
     def start(self) -> None:
         ports = self.ports
-        sinks = self._start("sinks", pharos_command("sinks", "--dir", str(self.state_dir), "--smtp", f"{HOST}:{ports.smtp}", "--slack", f"{HOST}:{ports.slack}"), inherit_stdout=True)
+        sinks = self._start(
+            "sinks",
+            pharos_command(
+                "sinks", "--dir", str(self.state_dir), "--smtp", f"{HOST}:{ports.smtp}", "--slack", f"{HOST}:{ports.slack}",
+                "--smtp-username", local_stack.SMTP_USERNAME, "--smtp-password-file", str(self.state_dir / "secrets" / local_stack.SMTP_PASSWORD_FILE),
+            ),
+            inherit_stdout=True,
+        )
         for service in SERVICES:
             port = ports.apps[service.key]
             self._start(
@@ -227,9 +234,10 @@ def _ports(base: int) -> Ports:
 def _configure(state_dir: Path, ports: Ports, fast: bool) -> StackConfig:
     """Write the stack file and its secrets, and build every environment's configuration from it."""
     webhooks = local_stack.write_webhook_secrets(state_dir / "secrets", ports.slack)
+    smtp_password = local_stack.write_smtp_password(state_dir / "secrets")
     stack_file = state_dir / "stack.yml"
     header = "# The local stack of `pharos up`" + (" --fast" if fast else "") + "; written at every start.\n"
-    stack_file.write_text(dump(local_stack.stack_data(ports, webhooks, fast), header), encoding="utf-8")
+    stack_file.write_text(dump(local_stack.stack_data(ports, webhooks, fast, smtp_password), header), encoding="utf-8")
     stack = load(str(stack_file))
     build(stack, state_dir / "config")
     return stack
@@ -258,8 +266,9 @@ def _introduce(running: Stack, fast: bool) -> None:
     for service in state["services"]:
         lines.append(f"    {service['name']:<18} {service['url']}  ({service['mode']}: {service['metrics']})")
     lines.append(f"  multi-target exporter {state['exporter']}")
-    lines.append(f"  mail sink       smtp://{state['smtp']}, kept in {state_dir / 'mail'}")
+    lines.append(f"  mail sink       smtp://{state['smtp']} (AUTH as {local_stack.SMTP_USERNAME}), kept in {state_dir / 'mail'}")
     lines.append(f"  Slack sink      {state['slack']}, kept in {state_dir / 'slack'}")
+    lines.append("  sink faults     pharos fault --sink smtp --down | --sink slack --status 500 [--for SECONDS]; --clear ends them")
     lines.append(f"  configuration   {state_dir / 'config'} (pharos build of {state_dir / 'stack.yml'}); logs in {state_dir / 'logs'}")
     for environment in running.stack.environments:
         estimate = error_rate_signal(running.stack, environment.name)

@@ -114,7 +114,7 @@ def test_webhook_urls_live_only_in_private_files(tmp_path: Path, monkeypatch):
     stack_path = local_stack_file(tmp_path, fast=True, secrets=Path("secrets"))  # as `--state-dir` may be relative
     build(load(str(stack_path)), tmp_path / "config")
     secret_files = sorted((tmp_path / "secrets").iterdir())
-    assert [path.name for path in secret_files] == ["slack-heartbeat", "slack-production", "slack-production-pages", "slack-staging"]
+    assert [path.name for path in secret_files] == ["slack-alerting-pipeline", "slack-heartbeat", "slack-production", "slack-production-pages", "slack-staging"]
     urls = [path.read_text().strip() for path in secret_files]
     assert len(set(urls)) == len(urls), "one webhook per channel"
     for path, url in zip(secret_files, urls):
