@@ -116,7 +116,7 @@ SERVICE_INSTANCES_DOWN = Alert(
 
 def _exporter_down_cases(t):
     labels = _sidecar("orders", 1)
-    foreign = {L.JOB: "node", L.INSTANCE: "host-1:9100", L.ENVIRONMENT: _ENV}
+    foreign = {L.JOB: "node-exporter", L.INSTANCE: "host-1:9100", L.ENVIRONMENT: _ENV}
     without_target = {key: value for key, value in labels.items() if key != L.TARGET}
     return [
         Case("the sidecar exporter does not answer", (gauge(UP.name, without_target, 0),), (Firing(without_target),)),
@@ -498,3 +498,107 @@ INHIBITIONS = (
         why="an instance that cannot be seen has no trustworthy GC, memory or health readings",
     ),
 )
+
+
+# --- Docker Swarm (the exporter's swarm collector, exporter/swarm.py) ------------------------
+# The swarm metrics come from the exporter's own /metrics: the series carry the exporter job's
+# target labels, and `service` / `node` from the collector.
+def _swarm_collector(**labels: str) -> dict[str, str]:
+    return {L.JOB: "pharos-exporter", L.INSTANCE: "manager-1:9841", L.ENVIRONMENT: _ENV, **labels}
+
+
+def _service_degraded_cases(t):
+    labels = _swarm_collector(**{L.SERVICE: "shop_orders"})
+
+    def replicas(running: int, desired: int) -> tuple:
+        return (gauge(c.SWARM_SERVICE_RUNNING.name, labels, running), gauge(c.SWARM_SERVICE_DESIRED.name, labels, desired))
+
+    return [
+        Case("one of three tasks runs", replicas(1, 3), (Firing(labels, 1),)),
+        Case("every task runs", replicas(3, 3)),
+        Case("scaled to zero", replicas(0, 0)),
+    ]
+
+
+SWARM_SERVICE_DEGRADED = Alert(
+    name="SwarmServiceDegraded",
+    severity=WARNING,
+    for_="5m",
+    expr=lambda t: q.binary(q.selector(c.SWARM_SERVICE_RUNNING.name), "<", q.selector(c.SWARM_SERVICE_DESIRED.name)),
+    summary="Swarm service {label.SERVICE} in {label.ENVIRONMENT} runs fewer tasks than desired",
+    description=(
+        "Only {value:number} tasks of swarm service {label.SERVICE} run, fewer than it should, for 5 minutes: "
+        "its tasks fail, cannot be placed (constraints, resources, a missing image) or lost their node."
+    ),
+    cases=_service_degraded_cases,
+)
+
+
+def _node_down_cases(t):
+    def node(name: str, state: str, availability: str = "active") -> tuple:
+        series = [
+            gauge(c.SWARM_NODE_STATE.name, _swarm_collector(**{L.NODE: name, L.STATE: value}), 1 if value == state else 0)
+            for value in c.SWARM_NODE_STATES
+        ]
+        series += [
+            gauge(c.SWARM_NODE_AVAILABILITY.name, _swarm_collector(**{L.NODE: name, L.AVAILABILITY: value}), 1 if value == availability else 0)
+            for value in c.SWARM_NODE_AVAILABILITIES
+        ]
+        return tuple(series)
+
+    down = _swarm_collector(**{L.NODE: "worker-2", L.STATE: "down"})
+    return [
+        Case("a worker is down", node("worker-1", c.SWARM_NODE_READY) + node("worker-2", "down"), (Firing(down, 1),)),
+        Case("every node is ready", node("worker-1", c.SWARM_NODE_READY) + node("worker-2", c.SWARM_NODE_READY)),
+        Case("a drained node is switched off for maintenance", node("worker-2", "down", "drain")),
+    ]
+
+
+SWARM_NODE_DOWN = Alert(
+    name="SwarmNodeDown",
+    severity=WARNING,
+    for_="3m",
+    # A drained node was emptied on purpose: it going down is maintenance, not an incident.
+    expr=lambda t: q.unless(
+        q.equals(q.selector(c.SWARM_NODE_STATE.name, q.ne(L.STATE, c.SWARM_NODE_READY)), 1),
+        q.equals(q.selector(c.SWARM_NODE_AVAILABILITY.name, q.eq(L.AVAILABILITY, "drain")), 1),
+        ignoring=(L.STATE, L.AVAILABILITY),
+    ),
+    summary="Swarm node {label.NODE} in {label.ENVIRONMENT} is {label.STATE}",
+    description=(
+        "The swarm managers see node {label.NODE} as {label.STATE} for 3 minutes: its tasks are being moved to "
+        "other nodes, which may lack the capacity for them."
+    ),
+    cases=_node_down_cases,
+)
+
+
+def _restart_loop_cases(t):
+    labels = _swarm_collector(**{L.SERVICE: "shop_orders", L.NODE: "worker-1"})
+    service = _swarm_collector(**{L.SERVICE: "shop_orders"})
+    looping = 4 * t["per_minute"]
+    return [
+        Case("a task fails and is replaced over and over", (counter(c.SWARM_TASK_FAILURES.name, labels, looping),), (Firing(service, looping),)),
+        Case("a failure now and then", (counter(c.SWARM_TASK_FAILURES.name, labels, t["per_minute"] / 4),)),
+    ]
+
+
+SWARM_TASK_RESTART_LOOP = Alert(
+    name="SwarmTaskRestartLoop",
+    severity=WARNING,
+    for_="5m",
+    expr=lambda t: q.above(
+        q.binary(q.sum_without((L.NODE,), q.rate(q.selector(c.SWARM_TASK_FAILURES.name), r.WINDOW)), "*", 60),
+        t["per_minute"],
+    ),
+    thresholds={"per_minute": Threshold(0.5)},
+    summary="Tasks of swarm service {label.SERVICE} keep failing: {value:number} per minute",
+    description=(
+        "Tasks of {label.SERVICE} in {label.ENVIRONMENT} end failed or rejected {value:number} times a minute "
+        "(threshold {threshold.per_minute:number}) for 5 minutes: the swarm restarts them in a loop."
+    ),
+    cases=_restart_loop_cases,
+)
+
+SWARM_ALERTS = (SWARM_SERVICE_DEGRADED, SWARM_NODE_DOWN, SWARM_TASK_RESTART_LOOP)
+ALERTS = ALERTS + SWARM_ALERTS

@@ -9,6 +9,12 @@ An entry is one of:
   that starts with its path at a `/` (compared parsed, never as text: `http://orders` must not
   admit `http://orders.evil.example/` nor `http://orders@evil.example/`).
 With no entries at all, `/probe` refuses every target.
+
+`allows` is asked before a probe; `connect_addresses` again when the connection is opened (see
+exporter/fetch.py), on the host the HTTP client is about to contact: a name admitted by a network
+entry is resolved once more, checked, and the connection goes to exactly the addresses checked. A
+name that resolved inside the network for `allows` and outside a moment later (DNS rebinding), or
+a URL that two parsers read differently, is therefore never contacted.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
+
+
+class AddressNotAllowed(OSError):
+    """A connection the allow-list refuses at connect time; nothing was sent."""
 
 
 class AllowList:
@@ -82,6 +92,22 @@ class AllowList:
             return False
         addresses = _addresses(host)
         return bool(addresses) and all(any(address in network for network in self._networks) for address in addresses)
+
+    def connect_addresses(self, host: str) -> list[str] | None:
+        """Where a connection to `host` may go: None when the host is allowed by name (connect as
+        usual), else the addresses it resolves to now, all inside the allowed networks, for the
+        connection to use. AddressNotAllowed otherwise."""
+        host = host.strip("[]").lower()
+        if any(fnmatch.fnmatchcase(host, pattern) for pattern in self._hosts):
+            return None
+        if any(prefix.host == host for prefix in self._prefixes):
+            return None
+        addresses = _addresses(host)
+        outside = [address for address in addresses if not any(address in network for network in self._networks)]
+        if not addresses or outside:
+            where = f"resolves to {outside[0]}, outside" if outside else "does not resolve, so it cannot be checked against"
+            raise AddressNotAllowed(f"{host} {where} the allow-list; not contacted")
+        return [str(address) for address in addresses]
 
 
 _HOST_PATTERN = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$|^\*$")

@@ -77,6 +77,19 @@ class Label:
     JOB = "job"
     SERVICE = "service"
     ENVIRONMENT = "environment"
+    # Docker Swarm: the swarm collector (exporter/swarm.py) and the generated swarm discovery.
+    NODE = "node"  # a swarm node's hostname
+    NODE_ID = "node_id"
+    SLOT = "slot"  # a replicated task's slot number (0 for tasks of global services)
+    STATE = "state"  # of a node, a task or a service update; values in SWARM_*_STATES
+    DESIRED_STATE = "desired_state"
+    AVAILABILITY = "availability"
+    ROLE = "role"
+    ENGINE_VERSION = "engine_version"
+    MODE = "mode"
+    IMAGE = "image"
+    STACK = "stack"
+    HEALTH = "health"
 
 
 GC_KIND_MINOR = "minor"  # young generation / scavenge (Pharo: incremental GC)
@@ -359,3 +372,102 @@ def by_name(name: str) -> Metric:
         if metric.name == name:
             return metric
     raise KeyError(f"no metric named {name!r} in the Pharos catalogue (exporter/catalogue.py)")
+
+
+# --- Docker Swarm (exporter/swarm.py: an opt-in collector on a manager node) ----------------
+# Values of `state`, `availability` and `health` as the Docker Engine API names them. Enum-like
+# gauges (`swarm_node_state`, ...) expose one series per value: 1 for the current one, 0 otherwise.
+SWARM_NODE_STATES = ("unknown", "down", "ready", "disconnected")
+SWARM_NODE_READY = "ready"
+SWARM_NODE_AVAILABILITIES = ("active", "pause", "drain")
+SWARM_UPDATE_STATES = ("updating", "paused", "completed", "rollback_started", "rollback_paused", "rollback_completed")
+SWARM_TASK_RUNNING = "running"
+SWARM_TASK_FAILED_STATES = ("failed", "rejected")  # a task that ended in one of these counts as a failure
+SWARM_HEALTH_STATES = ("healthy", "unhealthy", "starting", "none")  # none: the container has no health check
+
+_SWARM = "Docker Swarm"
+
+SWARM_NODE_INFO = Metric(
+    "swarm_node_info",
+    GAUGE,
+    "Always 1 for every node of the swarm; labels give its id, role (manager | worker) and Docker Engine version.",
+    (Label.NODE, Label.NODE_ID, Label.ROLE, Label.ENGINE_VERSION),
+    _SWARM,
+)
+SWARM_NODE_STATE = Metric(
+    "swarm_node_state",
+    GAUGE,
+    "1 for the state a node is in (unknown, down, ready, disconnected), 0 for the others.",
+    (Label.NODE, Label.STATE),
+    _SWARM,
+)
+SWARM_NODE_AVAILABILITY = Metric(
+    "swarm_node_availability",
+    GAUGE,
+    "1 for a node's availability to new tasks (active, pause, drain), 0 for the others.",
+    (Label.NODE, Label.AVAILABILITY),
+    _SWARM,
+)
+SWARM_SERVICE_INFO = Metric(
+    "swarm_service_info",
+    GAUGE,
+    "Always 1 for every service of the swarm; labels give its mode (replicated | global), image and stack.",
+    (Label.SERVICE, Label.MODE, Label.IMAGE, Label.STACK),
+    _SWARM,
+)
+SWARM_SERVICE_DESIRED = Metric(
+    "swarm_service_replicas_desired",
+    GAUGE,
+    "Tasks the swarm should run for a service (its replicas; for a global service, the eligible nodes).",
+    (Label.SERVICE,),
+    _SWARM,
+)
+SWARM_SERVICE_RUNNING = Metric(
+    "swarm_service_replicas_running",
+    GAUGE,
+    "Tasks of a service that are running.",
+    (Label.SERVICE,),
+    _SWARM,
+)
+SWARM_SERVICE_UPDATE_STATE = Metric(
+    "swarm_service_update_state",
+    GAUGE,
+    "1 for the state of a service's last rolling update or rollback, 0 for the others; all 0 if it was never updated.",
+    (Label.SERVICE, Label.STATE),
+    _SWARM,
+)
+SWARM_TASKS = Metric(
+    "swarm_tasks",
+    GAUGE,
+    "Tasks the swarm keeps, by service, node, current state and desired state (running: current tasks; shutdown: history).",
+    (Label.SERVICE, Label.NODE, Label.STATE, Label.DESIRED_STATE),
+    _SWARM,
+)
+SWARM_TASK_FAILURES = Metric(
+    "swarm_task_failures_total",
+    COUNTER,
+    "Tasks seen ending failed or rejected since the exporter started, by service and node.",
+    (Label.SERVICE, Label.NODE),
+    _SWARM,
+)
+SWARM_CONTAINERS = Metric(
+    "swarm_containers",
+    GAUGE,
+    "Running containers of swarm tasks on the exporter's own node, by service and health status (none: no health check).",
+    (Label.SERVICE, Label.NODE, Label.HEALTH),
+    _SWARM,
+)
+SWARM_COLLECTOR_SUCCESS = Metric(
+    "pharos_swarm_collector_success",
+    GAUGE,
+    "1 when the exporter's last reading of the swarm state succeeded, 0 when the engine could not be read.",
+    (),
+    _SWARM,
+)
+SWARM_COLLECTOR_DURATION = Metric(
+    "pharos_swarm_collector_duration_seconds",
+    GAUGE,
+    "Time the exporter's last reading of the swarm state took, in seconds.",
+    (),
+    _SWARM,
+)

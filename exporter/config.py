@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import yaml
@@ -144,12 +144,22 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Swarm:
+    """The opt-in Docker Swarm collector (exporter/swarm.py), on a manager node."""
+
+    enabled: bool = False
+    docker_host: str = ""  # "" = DOCKER_HOST, else unix:///var/run/docker.sock
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str = DEFAULT_LISTEN
     targets: tuple[Target, ...] = ()
     probe: Probe = Probe()
     limits: Limits = Limits()
+    swarm: Swarm = Swarm()
     source: str = "<defaults>"
+    modules: Mapping[str, Any] = field(default_factory=dict)  # json mapping modules by name
 
 
 # --- loading and validation ------------------------------------------------------------------
@@ -363,10 +373,27 @@ def _probe(reader: _Reader, value: Any, path: str) -> Probe:
     )
 
 
+DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "http://", "https://")
+
+
+def check_docker_host(value: str) -> str:
+    if not value.startswith(DOCKER_HOST_SCHEMES) or len(value) <= len(value.split("://")[0]) + 3:
+        return f"{value!r} is not a Docker Engine address; give unix:///var/run/docker.sock or tcp://HOST:2376"
+    return ""
+
+
+def _swarm(reader: _Reader, value: Any, path: str) -> Swarm:
+    data = reader.mapping(value, path, {"enabled", "docker_host"})
+    return Swarm(
+        enabled=reader.typed(data, "enabled", path, bool, False),
+        docker_host=reader.typed(data, "docker_host", path, str, "", check_docker_host),
+    )
+
+
 def parse(data: Any, source: str) -> Config:
     """Build a Config from parsed YAML; `source` names the file in errors."""
     reader = _Reader(source)
-    data = reader.mapping(data, "", {"listen", "targets", "probe", "limits"})
+    data = reader.mapping(data, "", {"listen", "targets", "probe", "limits", "swarm", "modules", "modules_file"})
     targets_value = reader.typed(data, "targets", "", list, [])
     targets = tuple(_target(reader, value, _join("targets", index), index) for index, value in enumerate(targets_value))
     names = [target.name for target in targets]
@@ -378,8 +405,24 @@ def parse(data: Any, source: str) -> Config:
         targets=targets,
         probe=_probe(reader, data.get("probe"), "probe"),
         limits=_limits(reader, data.get("limits"), "limits"),
+        swarm=_swarm(reader, data.get("swarm"), "swarm"),
         source=source,
+        modules=_modules(reader, data, source),
     )
+
+
+def _modules(reader: _Reader, data: dict, source: str) -> dict:
+    """`modules:` in this file, and json_exporter's configuration file as it is (`modules_file:`)."""
+    from .jsonmap import load_modules, load_modules_file
+
+    modules = load_modules(data, source)
+    extra = reader.typed(data, "modules_file", "", str, "")
+    if extra:
+        for name, module in load_modules_file(extra).items():
+            if name in modules:
+                raise reader.fail("modules_file", f"module {name!r} is defined both here and in {extra}")
+            modules[name] = module
+    return modules
 
 
 def load(path: str) -> Config:

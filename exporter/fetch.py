@@ -386,23 +386,13 @@ def _cause(error: BaseException, kind: type[BaseException]) -> BaseException | N
 
 
 def _refused(error: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        for arg in getattr(current, "args", ()):
-            if isinstance(arg, ConnectionRefusedError):
-                return True
-            if isinstance(arg, BaseException) and _refused_text(arg):
-                return True
-        current = current.__cause__ or current.__context__
-    return _refused_text(error)
-
-
-def _refused_text(error: BaseException) -> bool:
-    return "Connection refused" in str(error) or "Errno 111" in str(error)
+    """A refused connection: a ConnectionRefusedError in the chain of `error`, or urllib3's report
+    of one. Other messages are never searched: they can quote what the target sent (a status line
+    reading "... Connection refused" is a garbled answer, not a refusal)."""
+    if _cause(error, ConnectionRefusedError) is not None:
+        return True
+    failed = _cause(error, NewConnectionError)
+    return failed is not None and ("Connection refused" in str(failed) or "Errno 111" in str(failed))
 
 
 def _short(error: BaseException) -> str:

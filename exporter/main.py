@@ -21,6 +21,7 @@ ENVIRONMENT = {
     "PHAROS_LISTEN": "--listen",
     "PHAROS_PROBE_ALLOW": "--allow (comma-separated)",
     "PHAROS_LOG_LEVEL": "--log-level",
+    "PHAROS_WEB_CONFIG_FILE": "--web.config.file",
 }
 
 
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default=env("PHAROS_PROFILE"), choices=sorted(PROFILES), help="profile of --target (env PHAROS_PROFILE; default pharo)")
     parser.add_argument("--listen", default=env("PHAROS_LISTEN"), metavar="HOST:PORT", help=f"address to serve on (env PHAROS_LISTEN; default {DEFAULT_LISTEN})")
     parser.add_argument("--allow", action="append", default=None, metavar="ENTRY", help="allow /probe to contact a network, host or URL prefix; repeatable (env PHAROS_PROBE_ALLOW, comma-separated)")
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", default=env("PHAROS_WEB_CONFIG_FILE"), metavar="FILE",
+        help="TLS and basic auth for every endpoint, in exporter-toolkit's web configuration format (env PHAROS_WEB_CONFIG_FILE)",
+    )
+    parser.add_argument("--swarm", action="store_true", default=None, help="also serve the Docker Swarm state on /metrics (on a manager node; engine from swarm.docker_host, else DOCKER_HOST)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary and exit (0 valid, 1 invalid)")
     parser.add_argument("--list-profiles", action="store_true", help="list the profiles and exit")
     parser.add_argument("--log-level", default=env("PHAROS_LOG_LEVEL", "info"), choices=LOG_LEVELS, help="env PHAROS_LOG_LEVEL; default info")
@@ -92,6 +98,8 @@ def build_config(args: argparse.Namespace) -> Config:
             if problem:
                 raise ConfigError(f"--allow: {problem}")
         changes["probe"] = dataclasses.replace(config.probe, allow=config.probe.allow + tuple(allow))
+    if args.swarm:
+        changes["swarm"] = dataclasses.replace(config.swarm, enabled=True)
     return dataclasses.replace(config, **changes) if changes else config
 
 
@@ -108,6 +116,10 @@ def summary(config: Config) -> str:
         f"  limits: timeout {limits.timeout_seconds}s, body {limits.max_response_bytes} bytes, "
         f"{limits.max_routes_per_target} routes per target, {limits.max_concurrent_scrapes} concurrent scrapes"
     )
+    for module in config.modules.values():
+        lines.extend(module.describe())
+    if config.swarm.enabled:
+        lines.append(f"  swarm: nodes, services and tasks from {config.swarm.docker_host or 'DOCKER_HOST or unix:///var/run/docker.sock'}")
     return "\n".join(lines)
 
 
@@ -120,17 +132,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         config = build_config(args)
+        web = _web_access(args.web_config_file)
     except ConfigError as error:
         print(f"pharos exporter: {error}", file=sys.stderr)
         return 1
     if args.check_config:
         print(summary(config))
+        if web is not None:
+            print("  " + web.config.summary())
         return 0
     from .server import Exporter, make_server
 
+    _raise_open_files_limit()
     exporter = Exporter(config)
     try:
-        server = make_server(exporter, config.listen)
+        server = make_server(exporter, config.listen, web)
     except OSError as error:
         exporter.close()
         print(f"pharos exporter: cannot listen on {config.listen}: {error.strerror or error}; choose another address with --listen", file=sys.stderr)
@@ -138,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: _shutdown(server))
     host, port = server.server_address[:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # the real port when --listen asked for 0
-    log.info("serving on http://%s (targets: %s)", address, ", ".join(t.url for t in config.targets) or "none")
+    scheme = "https" if web is not None and web.tls else "http"
+    log.info("serving on %s://%s (targets: %s)", scheme, address, ", ".join(t.url for t in config.targets) or "none")
+    if web is not None:
+        log.info("%s", web.config.summary())
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -147,6 +166,32 @@ def run(args: argparse.Namespace) -> int:
         server.server_close()
         exporter.close()
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one, as Go programs (Prometheus' exporters
+    among them) do at start: a multi-target exporter keeps connections to hundreds of targets,
+    more than the common soft limit of 1,024 allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:
+            log.warning("cannot raise the open-files limit from %s to %s: %s", soft, hard, error)
+
+
+def _web_access(path: str | None):
+    """The --web.config.file in force, or None; ConfigError naming the flag when it is invalid."""
+    if not path:
+        return None
+    from .web_access import WebAccess
+
+    try:
+        return WebAccess(path)
+    except ConfigError as error:
+        raise ConfigError(f"--web.config.file (or PHAROS_WEB_CONFIG_FILE): {error}") from None
 
 
 def _shutdown(server) -> None:

@@ -32,14 +32,19 @@ from . import exposition
 from .allowlist import AllowList
 from .config import Config, check_url
 from .fetch import Fetcher
+from .jsonmap import ModuleStats
 from .process import ProcessWatcher
 from .profiles import PROFILES, get as get_profile
 from .routes import RouteTable
 from .scrape import Outcome, Scraper, Target
+from .web_access import REALM, WebAccess
+from .web_config import WebConfigError
 
 log = logging.getLogger("pharos.exporter")
 
-PROBE_CONNECTIONS_KEPT = 64  # probed targets whose keep-alive connections stay open
+# Probed targets whose keep-alive connections stay open: above a typical fleet per exporter (a
+# hundred instances, scraped in turn), far below the file-descriptor limit.
+PROBE_CONNECTIONS_KEPT = 256
 
 
 def render(families) -> bytes:
@@ -61,7 +66,16 @@ class Exporter:
         info.labels(__version__, platform.python_version()).set(1)
         self.denied = Counter(c.EXPORTER_PROBES_DENIED.family, c.EXPORTER_PROBES_DENIED.help, registry=self.registry)
         self.scraper = Scraper(self.registry, config.limits.max_concurrent_scrapes)
+        self.module_stats = ModuleStats(self.registry)
+        for name in config.modules:
+            self.module_stats.prepare(name)
         self.allow = AllowList(config.probe.allow)
+        self.swarm = None
+        if config.swarm.enabled:
+            from .swarm import SwarmCollector  # the docker package is imported only when asked for
+
+            self.swarm = SwarmCollector(config.swarm.docker_host, config.limits.timeout_seconds)
+            self.registry.register(self.swarm)
         self.targets = [self._sidecar_target(spec) for spec in config.targets]
         self._probe_targets: OrderedDict[tuple[str, str], Target] = OrderedDict()
         self._connected: OrderedDict[tuple[str, str], Target] = OrderedDict()
@@ -100,9 +114,12 @@ class Exporter:
         futures = [self._pool.submit(self.scraper.scrape, target, deadline) for target in self.targets]
         return [future.result() for future in futures]
 
-    def probe_target(self, url: str, profile_name: str) -> Target:
-        """The remembered state of a probed target (connections, route table), created on first use."""
-        key = (url, profile_name)
+    def probe_target(self, url: str, profile_name: str, params: dict[str, list[str]] | None = None) -> Target:
+        """The remembered state of a probed target (connections, route table), created on first use.
+        `profile_name` may name a json mapping module; then `params`, the probe's other query
+        parameters, are the data of the module's body template."""
+        module = self.config.modules.get(profile_name)
+        key = (url, profile_name if module is None else f"{profile_name}?{sorted((params or {}).items())}")
         with self._probe_lock:
             target = self._probe_targets.get(key)
             if target is not None:
@@ -110,12 +127,16 @@ class Exporter:
                 self._keep_connected(key, target)
                 return target
             probe, limits = self.config.probe, self.config.limits
+            if module is None:
+                profile, auth, tls, health = get_profile(profile_name), probe.auth, probe.tls, probe.health
+            else:  # a module's own http_client_config wins; it has no health check
+                profile, auth, tls, health = module.profile(self.module_stats, params), module.auth or probe.auth, module.tls or probe.tls, False
             target = Target(
                 url=url,
-                profile=get_profile(profile_name),
-                fetcher=Fetcher(probe.auth, probe.tls, limits.max_response_bytes),
+                profile=profile,
+                fetcher=Fetcher(auth, tls, limits.max_response_bytes, allow=self.allow),
                 routes=RouteTable(limits.max_routes_per_target),
-                health=probe.health,
+                health=health,
                 slots=threading.BoundedSemaphore(limits.max_concurrent_per_target),
             )
             self._probe_targets[key] = target
@@ -138,6 +159,8 @@ class Exporter:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.swarm is not None:
+            self.swarm.close()
         for target in self.targets:
             target.fetcher.close()
         with self._probe_lock:
@@ -162,9 +185,15 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pharos-exporter/" + __version__
     timeout = 120  # idle keep-alive connections are closed, so their threads end
+    # Headers and body go out in separate writes; with Nagle's algorithm on, a small body waits
+    # for the client's delayed ACK (about 40 ms per scrape).
+    disable_nagle_algorithm = True
     exporter: Exporter  # set on the subclass made by make_server
+    web: WebAccess | None = None  # --web.config.file: basic auth and headers for every endpoint
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if not self._admitted():
+            return
         parts = urlsplit(self.path)
         route = {
             "/metrics": self._metrics,
@@ -183,6 +212,19 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("internal error while serving %s", parts.path)
             self._send(500, "text/plain; charset=utf-8", b"internal error in the exporter; see its log\n")
 
+    def _admitted(self) -> bool:
+        """Basic auth of the web configuration, before any endpoint (even /health) does anything."""
+        if self.web is None:
+            return True
+        try:
+            if self.web.authorized(self.headers.get("Authorization")):
+                return True
+        except WebConfigError:
+            self._send(500, "text/plain; charset=utf-8", b"the exporter's web configuration is invalid; see its log\n")
+            return False
+        self._send(401, "text/plain; charset=utf-8", b"401 Unauthorized\n", {"WWW-Authenticate": REALM})
+        return False
+
     def _metrics(self, query) -> None:
         exporter = self.exporter
         deadline = exporter.deadline(self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
@@ -199,8 +241,9 @@ class Handler(BaseHTTPRequestHandler):
         if not target:
             self._send(400, "text/plain; charset=utf-8", b"the 'target' parameter is missing, e.g. /probe?target=orders:8080&profile=pharo\n")
             return
-        if profile_name not in PROFILES:
-            message = f"unknown profile {profile_name!r}; known profiles: {', '.join(sorted(PROFILES))}\n"
+        module = exporter.config.modules.get(profile_name)
+        if module is None and profile_name not in PROFILES:
+            message = f"unknown profile {profile_name!r}; known profiles: {', '.join(sorted(PROFILES))}; modules: {', '.join(sorted(exporter.config.modules)) or 'none'}\n"
             self._send(400, "text/plain; charset=utf-8", message.encode())
             return
         url = probe_url(target, profile_name)
@@ -215,7 +258,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(403, "text/plain; charset=utf-8", message.encode())
             return
         deadline = exporter.deadline(self.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
-        outcome = exporter.scraper.scrape(exporter.probe_target(url, profile_name), deadline)
+        params = {name: values for name, values in query.items() if name not in ("target", "module", "profile")}
+        outcome = exporter.scraper.scrape(exporter.probe_target(url, profile_name, params), deadline)
+        if module is not None:
+            exporter.module_stats.record_scrape(module.name, outcome.success, outcome.duration)
         self._send(200, CONTENT_TYPE_LATEST, render(outcome.families))
 
     def _health(self, query) -> None:
@@ -256,10 +302,12 @@ class Handler(BaseHTTPRequestHandler):
 """
         self._send(200, "text/html; charset=utf-8", page.encode())
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (*(self.web.headers() if self.web else ()), *(headers or {}).items()):
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -271,14 +319,32 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    web: WebAccess | None = None
+
+    def finish_request(self, request, client_address) -> None:
+        """With TLS, the handshake runs here, in the connection's own thread: a slow client
+        must not hold up the accept loop."""
+        if self.web is None or not self.web.tls:
+            super().finish_request(request, client_address)
+            return
+        secure = self.web.accept_tls(request)
+        if secure is None:
+            return
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            secure.close()
 
 
-def make_server(exporter: Exporter, listen: str) -> Server:
+def make_server(exporter: Exporter, listen: str, web: WebAccess | None = None) -> Server:
+    """The exporter's HTTP server on `listen`; with `web` (--web.config.file), TLS and basic auth."""
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
-    handler = type("BoundHandler", (Handler,), {"exporter": exporter})
+    handler = type("BoundHandler", (Handler,), {"exporter": exporter, "web": web})
     if ":" in host:
         server_class = type("Server6", (Server,), {"address_family": socket.AF_INET6})
     else:
         server_class = Server
-    return server_class((host, int(port)), handler)
+    server = server_class((host, int(port)), handler)
+    server.web = web
+    return server

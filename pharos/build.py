@@ -79,6 +79,11 @@ def _write_grafana(stack: StackConfig, environment, out: Path, written: list[Pat
     _write(out / grafana_provisioning.DASHBOARD_PROVIDERS_FILE, dump(grafana_provisioning.dashboard_providers(settings), header), written)
     for name, text in grafana_provisioning.dashboards().items():
         _write(out / grafana_provisioning.DASHBOARDS_DIR / name, text, written)
+    for path, content in grafana_provisioning.alerting(stack, environment.name).items():
+        _write(out / path, dump(content, header), written)
+    smtp_env = grafana_provisioning.smtp_env(stack)
+    if smtp_env is not None:
+        _write(out / grafana_provisioning.SMTP_ENV_FILE, header + smtp_env, written)
 
 
 def build(stack: StackConfig, out: Path, environment: str | None = None) -> list[Path]:

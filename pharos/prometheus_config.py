@@ -3,13 +3,16 @@
 Every application job gets `service` and `environment` labels through relabelling (so that targets
 from discovery files get them too, and cannot override them); `external_labels` carry the
 environment to Alertmanager. Probe-mode services follow the blackbox_exporter pattern: the listed
-address becomes `?target=` and `instance`, and Prometheus actually connects to the exporter.
+address becomes `?target=` and `instance`, and Prometheus actually connects to the exporter. Jobs
+that scrape a Pharos exporter get the stack's `exporter_tls`/`exporter_auth` as `scheme`,
+`tls_config` and `basic_auth` (pharos/exporter_access.py).
 """
 
 from __future__ import annotations
 
 from exporter.catalogue import Label as L
 
+from . import swarm_discovery
 from .stack_config import ALERTMANAGER_JOB, EXPORTER_JOB, PROBE, PROMETHEUS_JOB, Environment, Service, StackConfig
 
 RULES_DIR = "rules"
@@ -29,6 +32,12 @@ def _static_job(name: str, targets: tuple[str, ...], environment: str) -> dict:
     }
 
 
+def _exporter_job(job: dict, environment: Environment) -> dict:
+    """`job` reaching a Pharos exporter: with the environment's scheme, tls_config and basic_auth."""
+    name, rest = job["job_name"], {key: value for key, value in job.items() if key != "job_name"}
+    return {"job_name": name, **environment.exporter_access.scrape_settings(), **rest}
+
+
 def _service_job(service: Service, environment: Environment, refresh_interval: str) -> dict:
     job: dict = {"job_name": service.name}
     relabel = []
@@ -45,7 +54,7 @@ def _service_job(service: Service, environment: Environment, refresh_interval: s
     if service.files:
         job["file_sd_configs"] = [{"files": list(service.files), "refresh_interval": refresh_interval}]
     job["relabel_configs"] = relabel + [_set_label(L.SERVICE, service.name), _set_label(L.ENVIRONMENT, environment.name)]
-    return job
+    return _exporter_job(job, environment)
 
 
 def render(stack: StackConfig, environment_name: str) -> dict:
@@ -56,8 +65,10 @@ def render(stack: StackConfig, environment_name: str) -> dict:
         _static_job(ALERTMANAGER_JOB, environment.alertmanagers, environment.name),
     ]
     if environment.exporter:
-        jobs.append(_static_job(EXPORTER_JOB, (environment.exporter,), environment.name))
+        jobs.append(_exporter_job(_static_job(EXPORTER_JOB, (environment.exporter,), environment.name), environment))
     jobs += [_service_job(service, environment, intervals.file_sd_refresh_interval) for service in environment.services]
+    if environment.swarm is not None:
+        jobs.append(_exporter_job(swarm_discovery.scrape_job(environment.name, environment.exporter, environment.swarm), environment))
     return {
         "global": {
             "scrape_interval": intervals.scrape_interval,

@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 need_debs=()
 command -v prometheus >/dev/null || need_debs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_debs+=(prometheus-alertmanager)
+# The Docker tests run their own engine and swarm, with images made from busybox and debootstrap.
+[ -x /usr/sbin/dockerd ] || need_debs+=(docker.io)
+dpkg -s busybox-static >/dev/null 2>&1 || need_debs+=(busybox-static)
+[ -x /usr/sbin/debootstrap ] || need_debs+=(debootstrap)
 if [ "${#need_debs[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing Debian packages ${need_debs[*]}; run as root or: sudo apt-get install -y ${need_debs[*]}" >&2

@@ -32,7 +32,7 @@ def error_of(data) -> str:
     [
         # shape and unknown keys
         ([URL], "", "expected a mapping, got list"),
-        ({"target": []}, "target", "unknown key; known keys here: limits, listen, probe, targets"),
+        ({"target": []}, "target", "unknown key; known keys here: limits, listen, modules, modules_file, probe, swarm, targets"),
         ({"targets": {"url": URL}}, "targets", "expected list, got dict"),
         ({"targets": ["http://x/stats"]}, "targets[0]", "expected a mapping, got str"),
         ({"targets": [{"url": URL, "timeout": 3}]}, "targets[0].timeout", "unknown key"),

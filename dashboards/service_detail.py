@@ -1,0 +1,266 @@
+"""Service detail: what is wrong with this service, and on which instance?
+
+For one environment and service, per instance: whether its stats are readable and it calls itself
+healthy, HTTP traffic by route, method and status (rate, 5xx, latency), garbage collection by kind
+(rate, time, tenures), memory by space against its limit, and the process' CPU and memory.
+"""
+
+from __future__ import annotations
+
+from alerts import catalogue as alerts
+from alerts import promql as q
+from alerts import recording as r
+from alerts.upstream import BUCKET_BOUND, UP
+from exporter import catalogue as c
+from exporter.catalogue import Label as L
+
+from . import house as h
+
+UID = h.SERVICE_DETAIL_UID
+TITLE = "Pharos / Service detail"
+SCOPE = (L.ENVIRONMENT, L.SERVICE, L.INSTANCE)
+ROUTE = (L.METHOD, L.ROUTE)
+INSTANCE_LEGEND = h.legend_for(L.INSTANCE)
+ROUTE_LEGEND = h.legend_for(L.METHOD, L.ROUTE)
+
+ERROR_RATIO = h.AlertThreshold(alerts.HIGH_ERROR_RATE, "ratio")
+LATENCY = h.AlertThreshold(alerts.HIGH_LATENCY, "seconds")
+GC_TIME = h.AlertThreshold(alerts.GC_TIME_HIGH, "fraction")
+FULL_GCS = h.AlertThreshold(alerts.FULL_GC_STORM, "per_minute")
+MEMORY = h.AlertThreshold(alerts.MEMORY_NEAR_LIMIT, "ratio")
+READABLE = ((1, "readable", h.GREEN), (0, "no stats", h.RED))
+HEALTHY = ((1, "healthy", h.GREEN), (0, "failing", h.RED))
+
+
+def _rate(name: str, *extra: q.Matcher) -> q.Expr:
+    return q.rate(h.scoped(name, *SCOPE, extra=extra), h.RATE_WINDOW)
+
+
+def _requests_by(labels) -> q.Expr:
+    return q.sum_by(labels, _rate(c.HTTP_REQUEST_DURATION.count))
+
+
+def _errors_by(labels) -> q.Expr:
+    # Routes without any 5xx have no 5xx series: count them as 0, not as missing.
+    return q.either(q.sum_by(labels, _rate(c.HTTP_REQUEST_DURATION.count, h.SERVER_ERRORS)), q.binary(_requests_by(labels), "*", 0))
+
+
+def _latency_by(quantile: float, labels) -> q.Expr:
+    return q.histogram_quantile(quantile, q.sum_by(tuple(labels) + (BUCKET_BOUND,), _rate(c.HTTP_REQUEST_DURATION.bucket)))
+
+
+def _gauge(metric: c.Metric, labels=(L.INSTANCE,)) -> q.Expr:
+    return q.max_by(labels, h.scoped(metric.name, *SCOPE))
+
+
+def build():
+    layout = h.Layout()
+    on_screen = h.scoped(UP.name, *SCOPE)  # every instance selected, whatever state it is in
+
+    layout.section("Instances")
+    layout.add(
+        h.state_timeline(
+            "Stats readable",
+            "Readable: the exporter read the instance's stats. No stats: the instance or its exporter cannot be read.",
+            [h.target(q.max_by((L.INSTANCE,), q.binary(1, "-", h.scoped(r.INSTANCE_UNAVAILABLE.record, *SCOPE))), INSTANCE_LEGEND)],
+            READABLE,
+        ),
+        12,
+        6,
+    )
+    layout.add(
+        h.state_timeline(
+            "Application health",
+            "The application's own verdict on itself (its health endpoint or the health in its stats).",
+            [h.target(_gauge(c.APP_HEALTHY), INSTANCE_LEGEND)],
+            HEALTHY,
+        ),
+        12,
+        6,
+    )
+    layout.add(h.stat("Uptime", "Time since the runtime started.", [h.target(_gauge(c.UPTIME), INSTANCE_LEGEND)], h.SECONDS), 12, 4)
+    layout.add(
+        h.state_timeline(
+            "Health checks",
+            "Each named check the application reports, per instance.",
+            [h.target(_gauge(c.APP_HEALTH_CHECK, (L.INSTANCE, L.CHECK)), h.legend_for(L.INSTANCE, L.CHECK))],
+            HEALTHY,
+        ),
+        12,
+        4,
+    )
+
+    layout.section("HTTP")
+    layout.add(
+        h.timeseries("Requests by route", "Requests per second by method and route.", [h.target(_requests_by(ROUTE), ROUTE_LEGEND)], h.REQUESTS_PER_SECOND),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Responses by status",
+            "Responses per second by status code.",
+            [h.target(_requests_by((L.STATUS,)), h.legend_for(L.STATUS))],
+            h.REQUESTS_PER_SECOND,
+            stacked=True,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries("Requests by instance", "Requests per second served by each instance.", [h.target(_requests_by((L.INSTANCE,)), INSTANCE_LEGEND)], h.REQUESTS_PER_SECOND),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "5xx ratio by route",
+            "Share of each route's responses that are 5xx.",
+            [h.target(q.divide(_errors_by(ROUTE), _requests_by(ROUTE)), ROUTE_LEGEND)],
+            h.RATIO,
+            threshold=(ERROR_RATIO, on_screen),
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "p99 latency by route",
+            "99th percentile of request durations by route, from the application's buckets.",
+            [h.target(_latency_by(0.99, ROUTE), ROUTE_LEGEND)],
+            h.SECONDS,
+            threshold=(LATENCY, on_screen),
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries("Requests in flight", "HTTP requests being served, per instance.", [h.target(_gauge(c.HTTP_ACTIVE_REQUESTS), INSTANCE_LEGEND)], h.COUNT),
+        8,
+        8,
+    )
+    layout.add(
+        h.table(
+            "Routes",
+            "Every route of the selected instances, busiest first.",
+            ROUTE,
+            (
+                h.Column("Requests/s", _requests_by(ROUTE), h.REQUESTS_PER_SECOND),
+                h.Column("5xx", q.divide(_errors_by(ROUTE), _requests_by(ROUTE)), h.RATIO),
+                h.Column("p50", _latency_by(0.5, ROUTE), h.SECONDS),
+                h.Column("p99", _latency_by(0.99, ROUTE), h.SECONDS),
+                h.Column("Sent/s", q.sum_by(ROUTE, _rate(c.HTTP_RESPONSE_SIZE.sum)), h.BYTES_PER_SECOND),
+            ),
+            sort_by="Requests/s",
+        ),
+        24,
+        7,
+    )
+
+    layout.section("Garbage collection")
+    layout.add(
+        h.timeseries(
+            "Collections per minute",
+            "Garbage collections per minute by kind (minor: young generation, major: whole heap); the red line is the full-GC (major) alert threshold.",
+            [h.target(q.binary(q.sum_by((L.INSTANCE, L.GC_KIND), _rate(c.GC_COLLECTIONS.name)), "*", 60), h.legend_for(L.INSTANCE, L.GC_KIND))],
+            h.PER_MINUTE,
+            threshold=(FULL_GCS, on_screen),
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Time in GC",
+            "Share of wall-clock time spent collecting garbage, by kind and in total.",
+            [
+                h.target(q.sum_by((L.INSTANCE, L.GC_KIND), _rate(c.GC_DURATION.name)), h.legend_for(L.INSTANCE, L.GC_KIND)),
+                h.target(q.max_by((L.INSTANCE,), h.scoped(r.GC_TIME_RATIO.record, *SCOPE)), INSTANCE_LEGEND + " total", ref="B"),
+            ],
+            h.RATIO,
+            threshold=(GC_TIME, on_screen),
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Objects tenured",
+            "Objects promoted from the young to the old generation, per second.",
+            [h.target(q.sum_by((L.INSTANCE,), _rate(c.GC_TENURED_OBJECTS.name)), INSTANCE_LEGEND)],
+            h.PER_SECOND,
+        ),
+        8,
+        8,
+    )
+
+    layout.section("Memory")
+    layout.add(
+        h.timeseries(
+            "Memory by space",
+            "Size of each memory space (spaces nest: eden is part of young).",
+            [h.target(_gauge(c.MEMORY_SPACE, (L.INSTANCE, L.SPACE)), h.legend_for(L.INSTANCE, L.SPACE))],
+            h.BYTES,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Used vs. limit",
+            "Used share of each memory space that has a limit.",
+            [h.target(q.max_by((L.INSTANCE, L.SPACE), h.scoped(r.MEMORY_USED_RATIO.record, *SCOPE)), h.legend_for(L.INSTANCE, L.SPACE))],
+            h.RATIO,
+            threshold=(MEMORY, on_screen),
+            soft_max=1,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Memory from the OS",
+            "All memory the runtime obtained from the operating system.",
+            [h.target(_gauge(c.MEMORY_TOTAL), INSTANCE_LEGEND)],
+            h.BYTES,
+        ),
+        8,
+        8,
+    )
+
+    layout.section("Process")
+    layout.add(
+        h.timeseries("CPU", "CPU time per second of the application's process (100 % = one core).", [h.target(q.sum_by((L.INSTANCE,), _rate(c.PROCESS_CPU.name)), INSTANCE_LEGEND)], h.CORES),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries("Resident memory", "Resident memory of the application's process.", [h.target(_gauge(c.PROCESS_RESIDENT_MEMORY), INSTANCE_LEGEND)], h.BYTES),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Threads and open files",
+            "Operating-system threads and open file descriptors of the application's process.",
+            [
+                h.target(_gauge(c.PROCESS_THREADS), INSTANCE_LEGEND + " threads"),
+                h.target(_gauge(c.PROCESS_OPEN_FDS), INSTANCE_LEGEND + " open files", ref="B"),
+            ],
+            h.COUNT,
+        ),
+        8,
+        8,
+    )
+
+    variables = [
+        h.datasource_variable(),
+        h.label_variable(L.ENVIRONMENT, "Environment", UP, extra=(r.APPLICATION_TARGETS,)),
+        h.label_variable(L.SERVICE, "Service", UP, within=(L.ENVIRONMENT,), extra=(r.APPLICATION_TARGETS,)),
+        h.label_variable(L.INSTANCE, "Instance", UP, within=(L.ENVIRONMENT, L.SERVICE), multi=True, extra=(r.APPLICATION_TARGETS,)),
+    ]
+    links = [
+        h.link_to("Services overview", h.SERVICES_OVERVIEW_UID, "Every service, worst first"),
+        h.link_to("Pipeline health", h.PIPELINE_HEALTH_UID, "Is the monitoring itself working?"),
+    ]
+    return h.dashboard(UID, TITLE, __doc__.splitlines()[0], variables, layout, links)

@@ -1,0 +1,76 @@
+"""Names that Prometheus and Alertmanager define and only the dashboards use, declared once.
+
+Our own vocabulary is `exporter/catalogue.py`; the names the alerts share with the dashboards (`up`,
+Alertmanager's notification counters, `le`) are in `alerts/upstream.py`. These are the rest: what
+the pipeline-health dashboard reads from Prometheus' and Alertmanager's own /metrics (checked
+against Prometheus 2.42 and Alertmanager 0.25), and the `ALERTS` series Prometheus writes for every
+pending or firing alert.
+"""
+
+from __future__ import annotations
+
+from alerts.upstream import ALERTNAME
+from exporter.catalogue import COUNTER, GAUGE, Metric
+
+ALERT_STATE = "alertstate"  # label of ALERTS: pending | firing
+FIRING = "firing"
+RULE_GROUP = "rule_group"  # `<file>;<group>` on Prometheus' rule-group metrics
+ALERTMANAGER_STATE = "state"  # label of alertmanager_alerts: active | suppressed | unprocessed
+ACTIVE = "active"
+
+ALERTS = Metric(
+    "ALERTS",
+    GAUGE,
+    "1 for every pending or firing alert, with the alert's labels (written by Prometheus).",
+    (ALERTNAME, ALERT_STATE),
+    "Prometheus",
+)
+SCRAPE_DURATION = Metric(
+    "scrape_duration_seconds",
+    GAUGE,
+    "How long Prometheus' last scrape of the target took (written by Prometheus).",
+    (),
+    "Prometheus",
+)
+RULE_EVALUATIONS = Metric(
+    "prometheus_rule_evaluations_total",
+    COUNTER,
+    "Rule evaluations, by rule group.",
+    (RULE_GROUP,),
+    "Prometheus",
+)
+RULE_EVALUATION_FAILURES = Metric(
+    "prometheus_rule_evaluation_failures_total",
+    COUNTER,
+    "Rule evaluations that failed, by rule group.",
+    (RULE_GROUP,),
+    "Prometheus",
+)
+RULE_GROUP_DURATION = Metric(
+    "prometheus_rule_group_last_duration_seconds",
+    GAUGE,
+    "Duration of the last evaluation of a rule group.",
+    (RULE_GROUP,),
+    "Prometheus",
+)
+RULE_GROUP_INTERVAL = Metric(
+    "prometheus_rule_group_interval_seconds",
+    GAUGE,
+    "The configured evaluation interval of a rule group.",
+    (RULE_GROUP,),
+    "Prometheus",
+)
+RULE_GROUP_MISSED = Metric(
+    "prometheus_rule_group_iterations_missed_total",
+    COUNTER,
+    "Rule-group evaluations skipped because the previous one was still running.",
+    (RULE_GROUP,),
+    "Prometheus",
+)
+ALERTMANAGER_ALERTS = Metric(
+    "alertmanager_alerts",
+    GAUGE,
+    "Alerts Alertmanager holds, by state.",
+    (ALERTMANAGER_STATE,),
+    "Alertmanager",
+)

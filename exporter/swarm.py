@@ -1,0 +1,268 @@
+"""Docker Swarm state as metrics: an opt-in collector of the exporter, run on a manager node.
+
+`pharos exporter --swarm` (or `swarm: {enabled: true}` in the configuration) registers a
+`SwarmCollector` on the exporter's own registry. Every scrape of `/metrics` reads the engine once,
+through the `docker` package: the nodes, the services with their task counts, every task the
+swarm keeps (current ones and each slot's history) and the health of the task containers on the
+engine's own node. Nodes, services and tasks can only be listed on a manager; elsewhere the reading
+fails with a message that says so, and `pharos_swarm_collector_success` is 0.
+
+Names and label values come from `exporter/catalogue.py` (the `SWARM_*` entries). The only state
+kept between scrapes is the failure counter: the engine lists a failed task for as long as it keeps
+the slot's history, so each failed task is counted once, by its id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import catalogue as c
+
+log = logging.getLogger("pharos.exporter.swarm")
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# Labels the engine puts on every container of a swarm task.
+SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
+STACK_LABEL = "com.docker.stack.namespace"
+_SERVICE_MODES = {"Replicated": "replicated", "Global": "global", "ReplicatedJob": "replicated-job", "GlobalJob": "global-job"}
+
+
+class SwarmError(Exception):
+    """The swarm state could not be read; the message says from where and what to do."""
+
+
+@dataclass(frozen=True)
+class SwarmState:
+    """One reading of the engine: the API's own documents, as lists of dicts."""
+
+    nodes: list[dict]
+    services: list[dict]
+    tasks: list[dict]
+    local_node: str  # hostname of the engine the exporter talks to
+    containers_by_health: Mapping[str, list[dict]] = field(default_factory=dict)
+
+    def service_names(self) -> dict[str, str]:
+        return {service["ID"]: service["Spec"]["Name"] for service in self.services}
+
+    def node_names(self) -> dict[str, str]:
+        return {node["ID"]: node.get("Description", {}).get("Hostname", node["ID"]) for node in self.nodes}
+
+
+def read_state(api) -> SwarmState:
+    """Read the swarm through a `docker.APIClient`; SwarmError when the engine is no manager."""
+    info = api.info()
+    swarm = info.get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active":
+        raise SwarmError(f"the engine is not part of a swarm (state {swarm.get('LocalNodeState') or 'inactive'!r})")
+    if not swarm.get("ControlAvailable"):
+        raise SwarmError("the engine is a swarm worker; nodes, services and tasks can only be read on a manager")
+    containers = {
+        health: api.containers(filters={"label": SERVICE_NAME_LABEL, "health": health}) for health in c.SWARM_HEALTH_STATES
+    }
+    return SwarmState(
+        nodes=api.nodes(),
+        services=api.services(status=True),
+        tasks=api.tasks(),
+        local_node=info.get("Name", ""),
+        containers_by_health=containers,
+    )
+
+
+class FailureCounter:
+    """`swarm_task_failures_total`: each task that ended failed or rejected, counted once.
+
+    Every (service, node) pair with tasks starts at 0, so that `increase()` sees the first failure.
+    Counts of services that no longer exist are dropped; ids of tasks the engine no longer lists
+    are forgotten (they cannot come back)."""
+
+    def __init__(self) -> None:
+        self._counted: set[str] = set()
+        self._totals: Counter[tuple[str, str]] = Counter()
+
+    def update(self, state: SwarmState) -> dict[tuple[str, str], int]:
+        services, nodes = state.service_names(), state.node_names()
+        listed_failures = set()
+        pairs = set()
+        for task in state.tasks:
+            service = services.get(task.get("ServiceID", ""))
+            if service is None:
+                continue  # its service was removed between the two API calls
+            pair = (service, nodes.get(task.get("NodeID", ""), ""))
+            pairs.add(pair)
+            if task.get("Status", {}).get("State") in c.SWARM_TASK_FAILED_STATES:
+                listed_failures.add(task["ID"])
+                if task["ID"] not in self._counted:
+                    self._counted.add(task["ID"])
+                    self._totals[pair] += 1
+        self._counted &= listed_failures
+        for pair in pairs:
+            self._totals.setdefault(pair, 0)
+        existing = set(services.values())
+        self._totals = Counter({pair: total for pair, total in self._totals.items() if pair[0] in existing})
+        return dict(self._totals)
+
+
+def _enum(metric: c.Metric, rows: Iterable[tuple[tuple[str, ...], str]], values: tuple[str, ...]) -> GaugeMetricFamily:
+    """An enum-like gauge: for each row (its labels, its current value), 1 for that value, 0 for the others."""
+    family = GaugeMetricFamily(metric.name, metric.help, labels=metric.labels)
+    for labels, current in rows:
+        for value in values:
+            family.add_metric([*labels, value], 1.0 if value == current else 0.0)
+    return family
+
+
+def _image(spec: dict) -> str:
+    """The image as `docker service ls` shows it: without the digest the engine pins it to."""
+    image = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image", "")
+    return image.split("@", 1)[0]
+
+
+def families(state: SwarmState, failures: Mapping[tuple[str, str], int]) -> list:
+    """The metric families of one reading (pure: no engine, no clock)."""
+    services, nodes = state.service_names(), state.node_names()
+    result = []
+
+    info = GaugeMetricFamily(c.SWARM_NODE_INFO.name, c.SWARM_NODE_INFO.help, labels=c.SWARM_NODE_INFO.labels)
+    node_rows, availability_rows = [], []
+    for node in sorted(state.nodes, key=lambda n: nodes[n["ID"]]):
+        name = nodes[node["ID"]]
+        engine = node.get("Description", {}).get("Engine", {}).get("EngineVersion", "")
+        info.add_metric([name, node["ID"], node.get("Spec", {}).get("Role", ""), engine], 1.0)
+        node_rows.append(((name,), node.get("Status", {}).get("State", "unknown")))
+        availability_rows.append(((name,), node.get("Spec", {}).get("Availability", "")))
+    result += [
+        info,
+        _enum(c.SWARM_NODE_STATE, node_rows, c.SWARM_NODE_STATES),
+        _enum(c.SWARM_NODE_AVAILABILITY, availability_rows, c.SWARM_NODE_AVAILABILITIES),
+    ]
+
+    running_tasks = Counter(
+        services.get(task.get("ServiceID", ""))
+        for task in state.tasks
+        if task.get("Status", {}).get("State") == c.SWARM_TASK_RUNNING
+    )
+    service_info = GaugeMetricFamily(c.SWARM_SERVICE_INFO.name, c.SWARM_SERVICE_INFO.help, labels=c.SWARM_SERVICE_INFO.labels)
+    desired = GaugeMetricFamily(c.SWARM_SERVICE_DESIRED.name, c.SWARM_SERVICE_DESIRED.help, labels=c.SWARM_SERVICE_DESIRED.labels)
+    running = GaugeMetricFamily(c.SWARM_SERVICE_RUNNING.name, c.SWARM_SERVICE_RUNNING.help, labels=c.SWARM_SERVICE_RUNNING.labels)
+    update_rows = []
+    for service in sorted(state.services, key=lambda s: s["Spec"]["Name"]):
+        spec, name = service["Spec"], service["Spec"]["Name"]
+        mode_key = next(iter(spec.get("Mode", {})), "")
+        service_info.add_metric(
+            [name, _SERVICE_MODES.get(mode_key, mode_key.lower()), _image(spec), spec.get("Labels", {}).get(STACK_LABEL, "")], 1.0
+        )
+        status = service.get("ServiceStatus")
+        if status:  # engines with API 1.41 and later count the tasks themselves
+            desired.add_metric([name], float(status.get("DesiredTasks", 0)))
+            running.add_metric([name], float(status.get("RunningTasks", 0)))
+        else:
+            desired.add_metric([name], float(spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 0)))
+            running.add_metric([name], float(running_tasks[name]))
+        update_rows.append(((name,), (service.get("UpdateStatus") or {}).get("State", "")))
+    result += [service_info, desired, running, _enum(c.SWARM_SERVICE_UPDATE_STATE, update_rows, c.SWARM_UPDATE_STATES)]
+
+    tasks = GaugeMetricFamily(c.SWARM_TASKS.name, c.SWARM_TASKS.help, labels=c.SWARM_TASKS.labels)
+    counted = Counter()
+    for task in state.tasks:
+        service = services.get(task.get("ServiceID", ""))
+        if service is None:
+            continue
+        node = nodes.get(task.get("NodeID", ""), "")
+        counted[(service, node, task.get("Status", {}).get("State", ""), task.get("DesiredState", ""))] += 1
+    for labels, count in sorted(counted.items()):
+        tasks.add_metric(list(labels), float(count))
+    result.append(tasks)
+
+    failed = CounterMetricFamily(c.SWARM_TASK_FAILURES.family, c.SWARM_TASK_FAILURES.help, labels=c.SWARM_TASK_FAILURES.labels)
+    for (service, node), total in sorted(failures.items()):
+        failed.add_metric([service, node], float(total))
+    result.append(failed)
+
+    containers = GaugeMetricFamily(c.SWARM_CONTAINERS.name, c.SWARM_CONTAINERS.help, labels=c.SWARM_CONTAINERS.labels)
+    for health in c.SWARM_HEALTH_STATES:
+        per_service = Counter(container.get("Labels", {}).get(SERVICE_NAME_LABEL, "") for container in state.containers_by_health.get(health, []))
+        for service, count in sorted(per_service.items()):
+            containers.add_metric([service, state.local_node, health], float(count))
+    result.append(containers)
+    return result
+
+
+class SwarmCollector:
+    """A prometheus_client collector reading the swarm on every collect(); it never raises."""
+
+    def __init__(self, docker_host: str = "", timeout_seconds: float = 10.0):
+        self.docker_host = docker_host
+        self.timeout_seconds = timeout_seconds
+        self._api = None
+        self._failures = FailureCounter()
+        # One reading at a time: it guards the failure counter, and two concurrent scrapes
+        # would only double the load on the manager.
+        self._lock = threading.Lock()
+        self._last_problem = ""
+
+    @property
+    def where(self) -> str:
+        return self.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+    def describe(self):
+        return []  # registration must not read the engine (see prometheus_client's collector protocol)
+
+    def collect(self):
+        started = time.monotonic()
+        with self._lock:
+            try:
+                state = read_state(self._client())
+                readings = families(state, self._failures.update(state))
+                success = 1.0
+                self._report("")
+            except Exception as error:  # noqa: BLE001 - any failure to read becomes success 0, never a 500
+                readings, success = [], 0.0
+                self._close()
+                self._report(self._explain(error))
+        yield from readings
+        yield GaugeMetricFamily(c.SWARM_COLLECTOR_SUCCESS.name, c.SWARM_COLLECTOR_SUCCESS.help, value=success)
+        yield GaugeMetricFamily(c.SWARM_COLLECTOR_DURATION.name, c.SWARM_COLLECTOR_DURATION.help, value=time.monotonic() - started)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _client(self):
+        if self._api is None:
+            import docker
+
+            options = docker.utils.kwargs_from_env()
+            if self.docker_host:
+                options["base_url"] = self.docker_host
+            # version="auto" asks the engine which API it speaks: the Debian engine is older than the package's default.
+            self._api = docker.APIClient(version="auto", timeout=self.timeout_seconds, **options)
+        return self._api
+
+    def _close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def _explain(self, error: Exception) -> str:
+        if isinstance(error, SwarmError):
+            return f"cannot read the swarm state from {self.where}: {error}; run the exporter with --swarm on a manager node (swarm.docker_host)"
+        return (
+            f"cannot read the swarm state from {self.where}: {type(error).__name__}: {error}; "
+            "check that the engine runs and that the exporter may use its socket (mount it, and run as a member of its group)"
+        )
+
+    def _report(self, problem: str) -> None:
+        """Log a problem when it starts or changes, and its end: not once per scrape."""
+        if problem and problem != self._last_problem:
+            log.warning("%s", problem)
+        elif not problem and self._last_problem:
+            log.info("reading the swarm state from %s works again", self.where)
+        self._last_problem = problem

@@ -1,0 +1,291 @@
+"""The dashboards without a live stack: Grafana's schemas, count, uids, determinism, links,
+variables, units, and thresholds equal to the alert catalogue's."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import dashboards
+from alerts import catalogue as alert_catalogue
+from alerts import recording
+from alerts import upstream as alert_upstream
+from alerts.model import ENVIRONMENTS
+from dashboards import house as h
+from dashboards import queries, upstream
+from dashboards.units import format_value
+from exporter import catalogue as c
+from pharos.cli import main
+
+import grafana_schema
+
+# The application dashboards, fed by the live stack of tests/stack.py, and the Swarm dashboard,
+# whose queries tests/test_docker_swarm.py runs against a real swarm.
+APPLICATION_UIDS = ["pharos-services-overview", "pharos-service-detail", "pharos-pipeline-health"]
+SWARM_UIDS = ["pharos-swarm"]
+EXPECTED_UIDS = APPLICATION_UIDS + SWARM_UIDS
+MODERN_PANELS = {"timeseries", "stat", "table", "state-timeline"}
+BUILTINS = {"__rate_interval", "__interval", "__range"}
+DASHBOARDS_DIR = Path(dashboards.__file__).parent
+
+
+def _boards() -> list[dict]:
+    return [json.loads(h.to_json(board)) for board in dashboards.build_all()]
+
+
+BOARDS = _boards()
+BY_UID = {board["uid"]: board for board in BOARDS}
+
+
+def _panels(board: dict) -> list[dict]:
+    return [panel for panel in board["panels"] if panel["type"] != "row"]
+
+
+# --- count and identity --------------------------------------------------------------------------
+def test_four_dashboards_none_forgotten():
+    assert len(dashboards.DASHBOARDS) == 4
+    assert [board["uid"] for board in BOARDS] == EXPECTED_UIDS
+    # Every module of dashboards/ with a build() is registered, so none can drop out silently.
+    builders = sorted(path.stem for path in DASHBOARDS_DIR.glob("*.py") if re.search(r"^def build\(", path.read_text(), re.M))
+    assert builders == sorted(module.__name__.rsplit(".", 1)[1] for module in dashboards.DASHBOARDS)
+
+
+def test_uids_are_stable_short_and_unique():
+    assert [h.SERVICES_OVERVIEW_UID, h.SERVICE_DETAIL_UID, h.PIPELINE_HEALTH_UID] == APPLICATION_UIDS
+    for board in BOARDS:
+        assert len(board["uid"]) <= 40 and re.fullmatch(r"[a-z0-9-]+", board["uid"])
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(ids) == len(set(ids)), f"{board['uid']}: duplicate panel ids"
+
+
+def test_json_is_deterministic_and_sorted(tmp_path):
+    again = [h.to_json(board) for board in dashboards.build_all()]
+    assert again == [h.to_json(board) for board in dashboards.build_all()]
+    for text in again:
+        assert text == json.dumps(json.loads(text), sort_keys=True, indent=2) + "\n"
+    assert main(["dashboards", "build", "--out", str(tmp_path)]) == 0
+    written = sorted(tmp_path.iterdir())
+    assert [path.name for path in written] == sorted(f"{uid}.json" for uid in EXPECTED_UIDS)
+    assert sorted(path.read_text() for path in written) == sorted(again)
+
+
+# --- Grafana's schemas ---------------------------------------------------------------------------
+@pytest.mark.parametrize("uid", EXPECTED_UIDS)
+def test_dashboard_matches_grafana_schemas(uid):
+    assert grafana_schema.dashboard_problems(BY_UID[uid]) == []
+
+
+def _fails_somewhere(**relaxation) -> bool:
+    return any(grafana_schema.dashboard_problems(board, **relaxation) for board in BOARDS)
+
+
+@pytest.mark.parametrize(
+    "schema, definition, key",
+    [(s, d, k) for s, defs in grafana_schema.EXTRA_KEYS.items() for d, keys in defs.items() for k in keys],
+)
+def test_every_allowed_extra_key_is_needed(schema, definition, key):
+    narrower = copy.deepcopy(grafana_schema.EXTRA_KEYS)
+    narrower[schema][definition] = tuple(k for k in narrower[schema][definition] if k != key)
+    assert _fails_somewhere(extra_keys=narrower), f"{schema}.{definition}.{key} is allowed but never written: remove it"
+
+
+@pytest.mark.parametrize(
+    "schema, definition, key",
+    [(s, d, k) for s, defs in grafana_schema.CORRECTIONS.items() for d, keys in defs.items() for k in keys],
+)
+def test_every_schema_correction_is_needed(schema, definition, key):
+    narrower = copy.deepcopy(grafana_schema.CORRECTIONS)
+    del narrower[schema][definition][key]
+    assert _fails_somewhere(corrections=narrower)
+
+
+def test_accepting_nulls_is_needed():
+    assert _fails_somewhere(nulls=False)
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        lambda board: board["panels"][1].update(gridPos={"h": 8, "w": 30, "x": 0, "y": 0}),
+        lambda board: board["panels"][1].update(colour="red"),
+        lambda board: _first(board, "timeseries")["options"]["legend"].update(displayMode="sideways"),
+        lambda board: _first(board, "timeseries")["targets"][0].update(format="csv"),
+        lambda board: _first(board, "stat")["options"].pop("reduceOptions"),
+        lambda board: board["templating"]["list"][1].pop("name"),
+        lambda board: board.update(refresh=60),
+    ],
+)
+def test_schema_check_catches_mistakes(mistake):
+    board = copy.deepcopy(BOARDS[0])
+    mistake(board)
+    assert grafana_schema.dashboard_problems(board)
+
+
+def _first(board: dict, panel_type: str) -> dict:
+    return next(panel for panel in board["panels"] if panel["type"] == panel_type)
+
+
+# --- panels, layout, queries ---------------------------------------------------------------------
+@pytest.mark.parametrize("uid", EXPECTED_UIDS)
+def test_modern_panels_on_the_grid_without_overlap(uid):
+    occupied = set()
+    for panel in BY_UID[uid]["panels"]:
+        assert panel["type"] in MODERN_PANELS | {"row"}
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not cells & occupied, f"{panel['title']} overlaps another panel"
+        occupied |= cells
+
+
+@pytest.mark.parametrize("uid", EXPECTED_UIDS)
+def test_every_query_uses_the_datasource_variable_and_known_variables(uid):
+    board = BY_UID[uid]
+    variables = [variable["name"] for variable in board["templating"]["list"]]
+    assert variables[0] == h.DATASOURCE_VARIABLE
+    for panel in _panels(board):
+        assert panel["datasource"] == h.DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == h.DATASOURCE
+            used = set(re.findall(r"\$\{?(\w+)", target["expr"]))
+            assert used <= set(variables) | BUILTINS, f"{panel['title']}: unknown variables {used - set(variables) - BUILTINS}"
+            # Every query is limited to what the variables select (Prometheus' and Alertmanager's
+            # own series on the pipeline dashboard excepted: they are this datasource's).
+            if uid != h.PIPELINE_HEALTH_UID and target["refId"] != h.THRESHOLD_REF:
+                assert "$environment" in target["expr"], f"{panel['title']}: not filtered by environment"
+
+
+def test_variables_are_the_issue_s_four():
+    assert [v["name"] for v in BY_UID[h.SERVICE_DETAIL_UID]["templating"]["list"]] == ["datasource", "environment", "service", "instance"]
+    assert [v["name"] for v in BY_UID[h.SERVICES_OVERVIEW_UID]["templating"]["list"]] == ["datasource", "environment", "service"]
+
+
+def test_dashboards_link_to_each_other_keeping_time_and_variables():
+    for board in BOARDS:
+        targets = {link["url"] for link in board["links"]}
+        assert targets <= {f"/d/{uid}" for uid in EXPECTED_UIDS if uid != board["uid"]}, board["uid"]
+        # Every dashboard reaches each application dashboard (the swarm one is optional).
+        assert targets >= {f"/d/{uid}" for uid in APPLICATION_UIDS if uid != board["uid"]}, board["uid"]
+        assert all(link["includeVars"] and link["keepTime"] for link in board["links"])
+    # The overview's service cells open the detail with that row's environment and service.
+    table = _first(BY_UID[h.SERVICES_OVERVIEW_UID], "table")
+    links = [prop["value"][0]["url"] for o in table["fieldConfig"]["overrides"] for prop in o["properties"] if prop["id"] == "links"]
+    assert len(links) == 1 and links[0].startswith(f"/d/{h.SERVICE_DETAIL_UID}?")
+    for variable in ("environment", "service", "datasource"):
+        assert f"var-{variable}" in links[0] or f"${{{variable}:queryparam}}" in links[0]
+
+
+def test_no_metric_name_is_typed_in_dashboards():
+    """Metric names come from the catalogues; a string literal naming one is a second definition."""
+    names = {metric.name for metric in c.all_metrics()}
+    names |= {m.bucket for m in c.all_metrics()} | {m.count for m in c.all_metrics()} | {m.sum for m in c.all_metrics()}
+    names |= {r.record for r in recording.RECORDINGS}
+    names |= {value.name for value in vars(alert_upstream).values() if isinstance(value, c.Metric)}
+    defined_here = {value.name for value in vars(upstream).values() if isinstance(value, c.Metric)}
+    for path in DASHBOARDS_DIR.glob("*.py"):
+        literals = {node.value for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+        allowed = defined_here if path.name == "upstream.py" else set()
+        assert not (literals & (names | defined_here)) - allowed, f"{path.name} types metric names {sorted(literals & names)}"
+
+
+# --- units and thresholds ------------------------------------------------------------------------
+UNITS_OF_THRESHOLDS = {"ratio": h.RATIO, "fraction": h.RATIO, "seconds": h.SECONDS, "per_minute": h.PER_MINUTE}
+_PER_ENVIRONMENT = re.compile(r'label_replace\(vector\(([-+.e0-9]+)\), "environment", "(\w+)", "", ""\)')
+_EVERYWHERE = re.compile(r"^vector\(([-+.e0-9]+)\)$")
+
+
+def _threshold_panels():
+    for board in BOARDS:
+        for panel in _panels(board):
+            for target in panel["targets"]:
+                if target["refId"] == h.THRESHOLD_REF:
+                    yield board["uid"], panel, target
+
+
+def test_threshold_lines_equal_the_alert_catalogue_in_every_environment():
+    checked = 0
+    for uid, panel, target in _threshold_panels():
+        alert = alert_catalogue_by_name(target["legendFormat"].split(" ")[0])
+        values = {env: float(v) for v, env in _PER_ENVIRONMENT.findall(target["expr"])}
+        everywhere = _EVERYWHERE.match(target["expr"])
+        candidates = [name for name in alert.thresholds if UNITS_OF_THRESHOLDS.get(name) == panel["fieldConfig"]["defaults"]["unit"]]
+        assert len(candidates) == 1, f"{uid} / {panel['title']}: unit {panel['fieldConfig']['defaults']['unit']} fits none of {alert.name}'s thresholds"
+        expected = {env: alert.thresholds[candidates[0]].value(env) for env in ENVIRONMENTS}
+        if everywhere:
+            assert len(set(expected.values())) == 1 and float(everywhere.group(1)) == expected["production"]
+        else:
+            assert values == expected, f"{uid} / {panel['title']}"
+        checked += 1
+    assert checked >= 11  # the application dashboards alone draw 11 threshold lines
+
+
+def alert_catalogue_by_name(name: str):
+    return next(alert for alert in alert_catalogue.ALERTS if alert.name == name)
+
+
+def test_overview_table_judges_each_environment_by_its_own_thresholds():
+    table = _first(BY_UID[h.SERVICES_OVERVIEW_UID], "table")
+    closeness = table["targets"][0]["expr"]
+    for alert, name in [
+        (alert_catalogue.HIGH_ERROR_RATE, "ratio"),
+        (alert_catalogue.HIGH_LATENCY, "seconds"),
+        (alert_catalogue.SERVICE_INSTANCES_DOWN, "ratio"),
+        (alert_catalogue.GC_TIME_HIGH, "fraction"),
+        (alert_catalogue.MEMORY_NEAR_LIMIT, "ratio"),
+    ]:
+        assert str(h.AlertThreshold(alert, name).per_environment()) in closeness
+
+
+@pytest.mark.parametrize("uid", EXPECTED_UIDS)
+def test_every_panel_has_a_unit(uid):
+    known = {h.RATIO, h.SECONDS, h.BYTES, h.BYTES_PER_SECOND, h.REQUESTS_PER_SECOND, h.PER_SECOND, h.PER_MINUTE, h.COUNT}
+    for panel in _panels(BY_UID[uid]):
+        if panel["type"] == "table":
+            units = [p["value"] for o in panel["fieldConfig"]["overrides"] for p in o["properties"] if p["id"] == "unit"]
+            assert len(units) == len(panel["targets"]) and set(units) <= known, panel["title"]
+        elif panel["type"] != "state-timeline":
+            assert panel["fieldConfig"]["defaults"]["unit"] in known, panel["title"]
+
+
+def test_units_follow_what_is_measured():
+    for board in BOARDS:
+        for panel in _panels(board):
+            unit = panel["fieldConfig"]["defaults"].get("unit")
+            title = panel["title"].lower()
+            if "latency" in title or "duration" in title or title == "uptime":
+                assert unit == h.SECONDS, panel["title"]
+            if re.search(r"\bratio\b|vs\.|time in gc|gc time", title):
+                assert unit == h.RATIO, panel["title"]
+            if "memory" in title and "vs." not in title:
+                assert unit == h.BYTES, panel["title"]
+
+
+@pytest.mark.parametrize(
+    "value, unit, text",
+    [
+        (0.0534, h.RATIO, "5.34%"),
+        (0.25, h.SECONDS, "250 ms"),
+        (90, h.SECONDS, "1.5 min"),
+        (3 * 1024**2, h.BYTES, "3 MiB"),
+        (2048, h.BYTES_PER_SECOND, "2 KiB/s"),
+        (4.15, h.REQUESTS_PER_SECOND, "4.15 req/s"),
+        (12, h.PER_MINUTE, "12 cpm"),
+        (1500, h.COUNT, "1.5 K"),
+    ],
+)
+def test_renderer_formats_units_as_grafana(value, unit, text):
+    assert format_value(value, unit) == text
+
+
+def test_variable_substitution_formats_as_grafana():
+    assert queries.format_selection(["production", "alpha"], multi=True) == "(production|alpha)"
+    assert queries.format_selection(["127.0.0.1:9841"], multi=True) == "(127\\\\.0\\\\.0\\\\.1:9841)"
+    assert queries.substitute('up{job=~"$job", x="${x}"}[$__rate_interval]', {"job": "(a|b)", "x": "y", "__rate_interval": "1m"}) == 'up{job=~"(a|b)", x="y"}[1m]'
+    with pytest.raises(queries.VariableError, match=r"\$nope"):
+        queries.substitute("up{a=~\"$nope\"}", {})

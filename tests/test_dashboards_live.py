@@ -1,0 +1,143 @@
+"""Every dashboard against a live Prometheus that scraped the real exporter in front of real demo
+services (tests/stack.py): each variable must list values, each panel query must return data,
+and `pharos dashboards render` must draw every dashboard from it."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+
+import dashboards
+from dashboards import house, queries
+from dashboards.prometheus import Prometheus
+from exporter import catalogue as c
+
+pytestmark = pytest.mark.slow
+
+# Grafana's built-ins as it would set them for a one-hour view of a Prometheus scraping every second.
+BUILTINS = {"__rate_interval": "15s", "__interval": "5s", "__range": "1h"}
+QUERY_WINDOW_SECONDS = 120
+RETRY_SECONDS = 60  # a query may need a little more history than the warm-up gave it
+
+
+@pytest.fixture(scope="module")
+def warm_stack(live_stack):
+    """The live stack once every kind of series the dashboards read has arrived."""
+    from alerts import recording as r
+
+    from dashboards import upstream as u
+
+    needed = [
+        r.HTTP_ERROR_RATIO.record,
+        r.HTTP_LATENCY_P99.record,
+        r.GC_TIME_RATIO.record,
+        r.MEMORY_USED_RATIO.record,
+        f"rate({c.PROCESS_CPU.name}[{BUILTINS['__rate_interval']}])",
+        f"{u.ALERTS.name}",
+        'rate(alertmanager_notifications_total{integration="webhook"}[15s]) > 0',
+    ]
+    missing = live_stack.wait_for(needed, limit=120)
+    assert not missing, f"the live stack never produced {missing}"
+    return live_stack
+
+
+# The dashboards this stack feeds. The Swarm dashboard needs a swarm: tests/test_docker_swarm.py
+# runs its queries against a real one.
+APPLICATION_DASHBOARDS = (house.SERVICES_OVERVIEW_UID, house.SERVICE_DETAIL_UID, house.PIPELINE_HEALTH_UID)
+TESTED_ELSEWHERE = ("pharos-swarm",)
+
+
+def _dashboards_json() -> list[dict]:
+    boards = [json.loads(house.to_json(dashboard)) for dashboard in dashboards.build_all()]
+    assert sorted(board["uid"] for board in boards) == sorted(APPLICATION_DASHBOARDS + TESTED_ELSEWHERE), "a dashboard is neither tested here nor elsewhere"
+    return [board for board in boards if board["uid"] in APPLICATION_DASHBOARDS]
+
+
+def _run(prometheus: Prometheus, query: queries.PanelQuery, text: dict[str, str]) -> int:
+    expr = queries.substitute(query.expr, text)
+    if query.instant:
+        return len(prometheus.instant(expr))
+    end = time.time()
+    return len(prometheus.range(expr, end - QUERY_WINDOW_SECONDS, end, 5))
+
+
+def test_every_variable_and_panel_query_returns_data(warm_stack):
+    prometheus = Prometheus(warm_stack.prometheus_url)
+    boards = _dashboards_json()
+    assert [board["uid"] for board in boards] == list(APPLICATION_DASHBOARDS)
+
+    planned = []
+    for board in boards:
+        end = time.time()
+        resolution = queries.resolve_variables(board, prometheus, end - 3600, end, BUILTINS)
+        # Every variable (but the datasource) resolved to at least one real value.
+        names = [v["name"] for v in board["templating"]["list"] if v["type"] != "datasource"]
+        assert all(resolution.selected[name] for name in names), (board["uid"], resolution.selected)
+        planned += [(board["uid"], query, resolution.text) for query in queries.panel_queries(board)]
+    assert len(planned) == sum(len(panel.get("targets", [])) for board in boards for panel in board["panels"])
+
+    empty = planned
+    ends = time.monotonic() + RETRY_SECONDS
+    while True:
+        empty = [(uid, query, text) for uid, query, text in empty if _run(prometheus, query, text) == 0]
+        if not empty or time.monotonic() > ends:
+            break
+        time.sleep(2)
+    report = "\n".join(f"{uid} / {q.panel} / {q.ref}: {queries.substitute(q.expr, text)}" for uid, q, text in empty)
+    assert not empty, f"{len(empty)} of {len(planned)} panel queries returned no data:\n{report}"
+
+
+def test_alert_threshold_lines_equal_the_catalogue(warm_stack):
+    """The dashed threshold series Prometheus computes are the alert's threshold in each environment."""
+    from dashboards import service_detail, services_overview
+
+    prometheus = Prometheus(warm_stack.prometheus_url)
+    thresholds = [
+        services_overview.ERROR_RATIO,
+        services_overview.LATENCY,
+        services_overview.UNAVAILABLE,
+        services_overview.GC_TIME,
+        services_overview.MEMORY,
+        service_detail.FULL_GCS,
+    ]
+    checked = 0
+    for threshold in thresholds:
+        for series in prometheus.instant(str(threshold.per_environment())):
+            environment = series.labels["environment"]
+            assert series.points[0][1] == pytest.approx(threshold.value(environment)), (threshold.alert.name, environment)
+            checked += 1
+    assert checked == len(thresholds) * 3
+
+
+def test_render_draws_every_dashboard_with_data(warm_stack):
+    from PIL import Image
+
+    from dashboards import render
+
+    prometheus = Prometheus(warm_stack.prometheus_url)
+    end = time.time()
+    window = render.Window(end - QUERY_WINDOW_SECONDS, end, scrape_interval=5)
+    for board in _dashboards_json():
+        rendering = render.render(board, prometheus, window)
+        image = Image.open(io.BytesIO(rendering.png))
+        rows = max(panel["gridPos"]["y"] + panel["gridPos"]["h"] for panel in board["panels"])
+        assert image.format == "PNG" and image.size == (24 * render.COLUMN_PX, render.HEADER_PX + rows * render.ROW_PX)
+        drawn = [panel for panel in board["panels"] if panel["type"] != "row"]
+        assert [outcome.title for outcome in rendering.panels] == [panel["title"] for panel in drawn]
+        assert rendering.errors == [] and rendering.empty == [], (board["uid"], rendering.errors, rendering.empty)
+        # Not a blank page: most of each panel's pixels are not the page background.
+        assert len(image.getcolors(maxcolors=1024) or range(1025)) > 16
+
+
+def test_render_command_writes_pngs(warm_stack, tmp_path, capsys):
+    from pharos.cli import main
+
+    arguments = ["dashboards", "render", "--prometheus", warm_stack.prometheus_url, "--out", str(tmp_path)]
+    assert main(arguments + ["--from", "-2m", "--scrape-interval", "5s", "--var", "environment=production", "--dashboard", "pharos-service-detail"]) == 0
+    assert [path.name for path in tmp_path.iterdir()] == ["pharos-service-detail.png"]
+    assert "0 failed" in capsys.readouterr().out
+    assert main(arguments + ["--var", "environment=staging", "--dashboard", "pharos-service-detail"]) == 1
+    assert "environment: staging not among its values" in capsys.readouterr().err

@@ -1,0 +1,186 @@
+"""Dockerfile, .dockerignore and docker-compose.monitoring.yml, read without an engine: what they
+promise (pinned images behind variables, secrets as files, limits, opt-in labels, configs that
+`pharos build` writes) and that they agree with the stack example and the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from docker.utils.build import exclude_paths
+
+from pharos import swarm_discovery
+from pharos.build import build
+from pharos.stack_config import load
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.monitoring.yml").read_text())
+SWARM_STACK = ROOT / "examples" / "swarm-stack.yml"
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+OFFICIAL_IMAGES = {"prometheus": "prom/prometheus:", "alertmanager": "prom/alertmanager:", "grafana": "grafana/grafana:"}
+
+
+def interpolate(text: str, environment: dict[str, str] | None = None) -> str:
+    """Compose's `${NAME:-default}`, as `docker stack deploy` expands it."""
+    environment = environment or {}
+    return _VARIABLE.sub(lambda m: environment.get(m["name"], m["default"] or ""), text)
+
+
+def services() -> dict:
+    return COMPOSE["services"]
+
+
+# --- images ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
+def test_every_image_is_a_variable_with_a_pinned_default(name: str):
+    image = services()[name]["image"]
+    match = _VARIABLE.fullmatch(image)
+    assert match and match["default"], f"{name}: image {image!r} is not ${{VARIABLE:-default}}"
+    default = match["default"]
+    tag = default.rpartition(":")[2]
+    assert tag and tag != "latest" and re.search(r"\d", tag), f"{name}: {default} is not pinned to a version"
+    if name in OFFICIAL_IMAGES:
+        assert default.startswith(OFFICIAL_IMAGES[name])
+
+
+def test_the_pharos_services_share_one_image_variable():
+    assert services()["pharos-exporter"]["image"] == services()["demo"]["image"]
+    assert _VARIABLE.fullmatch(services()["demo"]["image"])["name"] == "PHAROS_IMAGE"
+
+
+# --- deploy sections ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(COMPOSE["services"]))
+def test_every_service_has_limits_a_restart_policy_and_the_overlay_network(name: str):
+    service = services()[name]
+    deploy = service["deploy"]
+    limits = deploy["resources"]["limits"]
+    assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[MG]", limits["memory"])
+    assert deploy["restart_policy"]["condition"] == "any"
+    assert "replicas" in deploy
+    assert service["networks"] == ["monitoring"]
+
+
+def test_the_network_is_the_overlay_the_stack_file_names():
+    network = COMPOSE["networks"]["monitoring"]
+    assert interpolate(network["driver"]) == "overlay"
+    stack = load(str(SWARM_STACK))
+    swarm = stack.environment("production").swarm
+    assert interpolate(network["name"]) == swarm.network
+    subnet = interpolate(network["ipam"]["config"][0]["subnet"])
+    # The exporter's /probe may reach exactly that network.
+    assert f"--allow={subnet}" in [interpolate(arg) for arg in services()["pharos-exporter"]["command"]]
+
+
+def test_socket_readers_run_on_managers_in_the_socket_group():
+    for name in ("prometheus", "pharos-exporter"):
+        service = services()[name]
+        assert service["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+        socket_mounts = [v for v in service["volumes"] if isinstance(v, dict) and v["target"] == "/var/run/docker.sock"]
+        assert socket_mounts and socket_mounts[0]["read_only"] is True
+        user, _, group = service["user"].partition(":")
+        assert user not in ("0", "root") and _VARIABLE.fullmatch(group)["name"] == "DOCKER_GID"
+    assert "--swarm" in services()["pharos-exporter"]["command"]
+    assert services()["pharos-exporter"]["deploy"]["replicas"] == 1
+
+
+def test_the_demo_opts_in_to_swarm_discovery_with_the_labels_the_discovery_reads():
+    demo = services()["demo"]
+    labels = demo["deploy"]["labels"]
+    assert set(labels) <= set(swarm_discovery.DEPLOY_LABELS)
+    assert labels[swarm_discovery.SCRAPE_LABEL] == swarm_discovery.SCRAPE_ON
+    listen = demo["command"][demo["command"].index("--listen") + 1]
+    assert listen.rpartition(":")[2] == labels[swarm_discovery.PORT_LABEL]
+    # Its health check asks the demo, not the exporter the image checks by default.
+    assert demo["healthcheck"]["test"][-1] == f"http://127.0.0.1:{labels[swarm_discovery.PORT_LABEL]}/health"
+
+
+def test_the_stack_file_names_the_services_of_the_compose_file():
+    environment = load(str(SWARM_STACK)).environment("production")
+    for address in (environment.exporter, environment.prometheus, *environment.alertmanagers):
+        host, _, port = address.rpartition(":")
+        assert host in services(), f"{address}: no service {host} in docker-compose.monitoring.yml"
+
+
+# --- secrets and configs -----------------------------------------------------------------------
+def built_files(tmp_path: Path) -> dict[str, Path]:
+    """`pharos build` of the swarm example: relative path -> file."""
+    written = build(load(str(SWARM_STACK)), tmp_path, "production")
+    return {path.relative_to(tmp_path).as_posix(): path for path in written}
+
+
+def mounted_files(service: dict, build_dir: Path) -> list[Path]:
+    """The built files a service reads: its configs and env files."""
+    sources = [COMPOSE["configs"][mount["source"]]["file"] for mount in service.get("configs", [])] + service.get("env_file", [])
+    return [Path(interpolate(source, {"PHAROS_BUILD_DIR": str(build_dir)})) for source in sources]
+
+
+def test_secrets_are_files_mounted_where_the_generated_files_read_them(tmp_path: Path):
+    built_files(tmp_path)
+    secrets = COMPOSE["secrets"]
+    assert all(set(secret) == {"name", "file"} for secret in secrets.values())
+    read_somewhere = set()
+    for name, service in services().items():
+        texts = [path.read_text() for path in mounted_files(service, tmp_path)]
+        texts.append(yaml.safe_dump(service.get("environment", {})))
+        referenced = {secret for text in texts for secret in re.findall(r"/run/secrets/([A-Za-z0-9_.-]+)", text)}
+        assert referenced <= set(service.get("secrets", [])), f"{name} reads secrets it does not mount: {referenced - set(service.get('secrets', []))}"
+        assert set(service.get("secrets", [])) <= set(secrets)
+        read_somewhere |= referenced
+    assert read_somewhere == set(secrets), "a secret nobody reads"
+    for variable in services()["grafana"].get("environment", {}):
+        assert "PASSWORD" not in variable or variable.endswith("__FILE"), f"{variable}: Grafana reads passwords from files"
+    smtp = (tmp_path / "grafana" / "smtp.env").read_text()
+    assert "GF_SMTP_ENABLED=true" in smtp and "GF_SMTP_PASSWORD__FILE=/run/secrets/" in smtp
+
+
+def test_every_built_file_is_mounted_where_its_reader_looks(tmp_path: Path):
+    built = built_files(tmp_path)
+    mounted = {path.relative_to(tmp_path).as_posix() for service in services().values() for path in mounted_files(service, tmp_path)}
+    assert mounted == set(built), "pharos build writes files the compose file does not mount, or the reverse"
+    configs = COMPOSE["configs"]
+    targets = {mount["source"]: mount["target"] for service in services().values() for mount in service.get("configs", [])}
+    assert set(targets) == set(configs), "every config is mounted by a service"
+    for name, target in targets.items():
+        assert Path(configs[name]["file"]).name == Path(target).name
+    # Prometheus loads rules/*.yml next to its configuration; Grafana's provider reads the dashboards' directory.
+    prometheus = yaml.safe_load(built["prometheus/prometheus.yml"].read_text())
+    rule_targets = [t for n, t in targets.items() if n.startswith("prometheus_") and "rules" in n]
+    assert rule_targets and all(Path(t).parent.as_posix() == "/etc/prometheus/" + prometheus["rule_files"][0].rpartition("/")[0] for t in rule_targets)
+    provider = yaml.safe_load(built["grafana/provisioning/dashboards/pharos.yml"].read_text())["providers"][0]
+    for name, target in targets.items():
+        if configs[name]["file"].endswith(".json"):
+            assert Path(target).parent.as_posix() == provider["options"]["path"]
+
+
+def test_config_names_carry_a_version_so_a_new_build_can_be_deployed():
+    for section in ("configs", "secrets"):
+        for name, entry in COMPOSE[section].items():
+            assert _VARIABLE.search(entry["name"]), f"{section}.{name}: immutable in a swarm, its name must change with its content"
+
+
+# --- the image ---------------------------------------------------------------------------------
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def test_the_dockerfile_takes_the_base_image_as_an_argument_and_runs_as_a_user():
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.\d+-slim\S*$", DOCKERFILE, re.MULTILINE)
+    froms = re.findall(r"^FROM (\S+)", DOCKERFILE, re.MULTILINE)
+    assert froms == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
+    users = re.findall(r"^USER (\d+):(\d+)$", DOCKERFILE, re.MULTILINE)
+    assert users and all(int(uid) > 0 and int(gid) > 0 for uid, gid in users)
+    healthcheck = re.search(r"^HEALTHCHECK .*\n?.*CMD (\[.*\])", DOCKERFILE, re.MULTILINE)
+    assert healthcheck and "exporter.healthcheck" in healthcheck.group(1)
+    assert not DOCKERFILE.startswith("# syntax="), "a syntax line makes BuildKit pull its frontend"
+
+
+def test_the_build_context_holds_the_package_and_nothing_else():
+    patterns = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    context = set(exclude_paths(str(ROOT), patterns))
+    for needed in ("pyproject.toml", "README.md", "exporter/catalogue.py", "exporter/swarm.py", "exporter/healthcheck.py", "pharos/cli.py"):
+        assert needed in context
+    assert any(path.startswith("exporter/profiles/schemas/") for path in context)
+    for kept_out in (".venv", ".git", "tests", "docs", "build", "secrets", "bench"):
+        assert not any(path == kept_out or path.startswith(kept_out + "/") for path in context), f"{kept_out} is in the build context"
+    assert not any("__pycache__" in path for path in context)
