@@ -243,9 +243,10 @@ def check_listen(listen: str) -> str:
 _INLINE_SECRETS = {"password", "bearer_token", "token"}
 
 
-def _secret(reader: _Reader, data: dict, base: str, path: str) -> Secret:
+def read_secret(reader: _Reader, data: dict, base: str, path: str) -> Secret:
+    """`base_file` or `base_env` of `data`; `base` itself (the secret inline) is refused."""
     file_key, env_key = f"{base}_file", f"{base}_env"
-    if base in data:
+    if data.get(base) not in (None, ""):
         raise reader.fail(
             _join(path, base),
             f"secrets are not accepted inline; put it in a file ({file_key}) or an environment variable ({env_key})",
@@ -269,7 +270,7 @@ def _auth(reader: _Reader, value: Any, path: str) -> Auth:
         path,
         {"bearer_token_file", "bearer_token_env", "bearer_token", "basic_auth"},
     )
-    bearer = _secret(reader, data, "bearer_token", path)
+    bearer = read_secret(reader, data, "bearer_token", path)
     username, password = "", Secret()
     if "basic_auth" in data:
         basic_path = _join(path, "basic_auth")
@@ -277,14 +278,19 @@ def _auth(reader: _Reader, value: Any, path: str) -> Auth:
         username = reader.typed(basic, "username", basic_path, str, "")
         if not username:
             raise reader.fail(_join(basic_path, "username"), "basic_auth needs a username")
-        password = _secret(reader, basic, "password", basic_path)
+        password = read_secret(reader, basic, "password", basic_path)
     if bearer and username:
         raise reader.fail(path, "give bearer_token_* or basic_auth, not both")
     return Auth(bearer, username, password)
 
 
-def _tls(reader: _Reader, value: Any, path: str) -> TLS:
-    data = reader.mapping(value, path, {"ca_file", "cert_file", "key_file", "insecure_skip_verify"})
+def read_tls(reader: _Reader, value: Any, path: str, unsupported: Mapping[str, str] | None = None) -> TLS:
+    """TLS options of a target; keys in `unsupported` (key -> why) are refused, naming the reason."""
+    unsupported = unsupported or {}
+    data = reader.mapping(value, path, {"ca_file", "cert_file", "key_file", "insecure_skip_verify", *unsupported})
+    for key, why in unsupported.items():
+        if key in data:
+            raise reader.fail(_join(path, key), f"not supported by Pharos: {why}")
     tls = TLS(
         reader.typed(data, "ca_file", path, str, ""),
         reader.typed(data, "cert_file", path, str, ""),
@@ -332,7 +338,7 @@ def _target(reader: _Reader, value: Any, path: str, index: int) -> Target:
         url=url,
         profile=_profile_name(reader, data, "profile", path, DEFAULT_PROFILE),
         auth=_auth(reader, data.get("auth"), _join(path, "auth")),
-        tls=_tls(reader, data.get("tls"), _join(path, "tls")),
+        tls=read_tls(reader, data.get("tls"), _join(path, "tls")),
         health=reader.typed(data, "health", path, bool, True),
         process=process,
     )
@@ -367,7 +373,7 @@ def _probe(reader: _Reader, value: Any, path: str) -> Probe:
         allow=tuple(allow),
         default_profile=_profile_name(reader, data, "default_profile", path, DEFAULT_PROFILE),
         auth=_auth(reader, data.get("auth"), _join(path, "auth")),
-        tls=_tls(reader, data.get("tls"), _join(path, "tls")),
+        tls=read_tls(reader, data.get("tls"), _join(path, "tls")),
         health=reader.typed(data, "health", path, bool, True),
         max_targets_remembered=reader.typed(data, "max_targets_remembered", path, int, 10000, _positive),
     )

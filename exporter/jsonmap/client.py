@@ -11,10 +11,9 @@ json_exporter's own keys) or an environment variable (`*_env`, a Pharos addition
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from ..config import Auth, ConfigError, Secret, TLS
+from ..config import Auth, ConfigError, Secret, TLS, read_secret as _secret, read_tls
 from .schema_reader import Reader
 
 log = logging.getLogger("pharos.exporter")
@@ -37,7 +36,6 @@ _TLS_UNSUPPORTED = {
     "cert": "give the client certificate as a file (cert_file)",
     "key": "a private key is a secret: give it as a file (key_file)",
 }
-_TLS_KEYS = {"ca_file", "cert_file", "key_file", "insecure_skip_verify", *_TLS_UNSUPPORTED}
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key"}
 
 
@@ -64,21 +62,8 @@ def parse_client(reader: Reader, value: Any, path: str) -> tuple[Auth | None, TL
         auth.check()
     except ConfigError as error:
         raise reader.fail(path, str(error)) from None
-    tls = _tls(reader, data.get("tls_config"), f"{path}.tls_config")
+    tls = read_tls(reader, data.get("tls_config"), f"{path}.tls_config", _TLS_UNSUPPORTED)
     return (auth if bearer or username else None), (tls if data.get("tls_config") is not None else None)
-
-
-def _secret(reader: Reader, data: dict, base: str, path: str) -> Secret:
-    """`base_file` or `base_env`; `base` inline is refused."""
-    if data.get(base) not in (None, ""):
-        raise reader.fail(
-            f"{path}.{base}",
-            f"secrets are not accepted inline; put it in a file ({base}_file) or an environment variable ({base}_env)",
-        )
-    secret = Secret(reader.typed(data, f"{base}_file", path, str, ""), reader.typed(data, f"{base}_env", path, str, ""))
-    if secret.file and secret.env:
-        raise reader.fail(path, f"give {base}_file or {base}_env, not both")
-    return secret
 
 
 def _bearer(reader: Reader, data: dict, path: str) -> Secret:
@@ -106,26 +91,6 @@ def _basic_auth(reader: Reader, value: Any, path: str) -> tuple[str, Secret]:
     if not username:
         raise reader.fail(f"{path}.username", "basic_auth needs a username")
     return username, _secret(reader, data, "password", path)
-
-
-def _tls(reader: Reader, value: Any, path: str) -> TLS:
-    data = reader.mapping(value, path, _TLS_KEYS)
-    for key, why in _TLS_UNSUPPORTED.items():
-        if key in data:
-            raise reader.fail(f"{path}.{key}", f"not supported by Pharos: {why}")
-    tls = TLS(
-        reader.typed(data, "ca_file", path, str, ""),
-        reader.typed(data, "cert_file", path, str, ""),
-        reader.typed(data, "key_file", path, str, ""),
-        reader.typed(data, "insecure_skip_verify", path, bool, False),
-    )
-    for key in ("ca_file", "cert_file", "key_file"):
-        name = getattr(tls, key)
-        if name and not os.path.isfile(name):
-            raise reader.fail(f"{path}.{key}", f"file {name} does not exist")
-    if tls.key_file and not tls.cert_file:
-        raise reader.fail(f"{path}.key_file", "a key_file needs a cert_file")
-    return tls
 
 
 def parse_headers(reader: Reader, value: Any, path: str) -> dict[str, str]:
