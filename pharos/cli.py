@@ -21,11 +21,17 @@ COMMANDS = (
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="pharos", description="Monitoring for fleets of application instances.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Only the chosen command's module is imported: a sidecar exporter should not carry the
+    # dashboards' or the sinks' libraries in its memory.
+    chosen = next((word for word in argv if not word.startswith("-")), None)
     for name, module_name, add_arguments, run, help_text in COMMANDS:
-        module = importlib.import_module(module_name)
         command = commands.add_parser(name, help=help_text)
+        if name != chosen:
+            continue
+        module = importlib.import_module(module_name)
         getattr(module, add_arguments)(command)
         if run is not None:
             command.set_defaults(run=getattr(module, run))
