@@ -44,7 +44,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 from alerts.catalogue import HIGH_ERROR_RATE, NOTIFICATIONS_FAILING  # noqa: E402 - the repository root is on the path from the line above
 from alerts.model import duration_seconds  # noqa: E402
-from pharos import local_stack, sinks  # noqa: E402
+from pharos.local import local_stack, sinks  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "delivery_faults.json"
 FAULTY = "production/orders"

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/time_to_signal.py [--runs 3] [--no-live] [--out FILE]
 
-- computed (pharos/time_to_signal.py): the shipped production intervals of examples/stack.yml and
+- computed (pharos/local/time_to_signal.py): the shipped production intervals of examples/stack.yml and
   the `pharos up --fast` intervals, stage by stage, typical and worst case, for a fault that fails
   every request (error ratio 1) and for one that fails half of them;
 - measured: `pharos up --fast` on this machine; each run sets error_ratio 1 on production/orders
@@ -34,10 +34,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 from alerts.catalogue import HIGH_ERROR_RATE  # noqa: E402 - the repository root is on the path from the line above
-from pharos import local_stack, sinks  # noqa: E402
-from pharos.stack_config import load  # noqa: E402
-from pharos.time_to_signal import error_rate_signal  # noqa: E402
-from pharos.yaml_out import dump  # noqa: E402
+from pharos.local import local_stack, sinks  # noqa: E402
+from pharos.config.stack_config import load  # noqa: E402
+from pharos.local.time_to_signal import error_rate_signal  # noqa: E402
+from pharos.config.yaml_out import dump  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "time_to_signal.json"
 AIM_SECONDS = 45.0  # fault to both messages, with the --fast intervals

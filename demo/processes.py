@@ -1,6 +1,6 @@
 """Child processes that never outlive their parent: started in their own session, stopped together.
 
-`pharos demo` (demo/supervisor.py) and `pharos up` (pharos/up.py) run their parts as children.
+`pharos demo` (demo/supervisor.py) and `pharos up` (pharos/local/up.py) run their parts as children.
 Every child gets its own session (and so its own process group): a Ctrl-C in the terminal reaches
 the parent alone, which then stops the children in order. On Linux a child also gets SIGTERM
 should the parent die without cleaning up (PR_SET_PDEATHSIG). Stopping is SIGTERM, then SIGKILL

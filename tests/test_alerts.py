@@ -17,7 +17,7 @@ from alerts.model import ENVIRONMENTS, SEVERITIES, Alert, Threshold
 from alerts.recording import RECORDINGS
 from alerts import promql as q
 from exporter import catalogue
-from pharos.yaml_out import dump
+from pharos.config.yaml_out import dump
 
 from alerting_tools import PROMTOOL, assert_ok, run
 

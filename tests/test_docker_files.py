@@ -11,9 +11,9 @@ import pytest
 import yaml
 from docker.utils.build import exclude_paths
 
-from pharos import swarm_discovery
-from pharos.build import build
-from pharos.stack_config import load
+from pharos.config import swarm_discovery
+from pharos.config.build import build
+from pharos.config.stack_config import load
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.monitoring.yml").read_text())

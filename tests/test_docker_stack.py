@@ -26,9 +26,9 @@ import yaml
 
 from exporter import catalogue as c
 from exporter.catalogue import Label as L
-from pharos.build import build
-from pharos.stack_config import parse
-from pharos.swarm_discovery import SWARM_JOB
+from pharos.config.build import build
+from pharos.config.stack_config import parse
+from pharos.config.swarm_discovery import SWARM_JOB
 
 from docker_engine import ROOT, Engine, EngineError, binary_image, free_tcp_port, pharos_image, running_engine
 

@@ -19,9 +19,9 @@ from exporter.main import add_arguments, build_config, summary
 from exporter.swarm import FailureCounter, SwarmState, families
 from exporter import catalogue as c
 from exporter.catalogue import Label as L
-from pharos import swarm_discovery
-from pharos.build import build
-from pharos.stack_config import StackConfigError, load, parse as parse_stack
+from pharos.config import swarm_discovery
+from pharos.config.build import build
+from pharos.config.stack_config import StackConfigError, load, parse as parse_stack
 
 from alerting_tools import PROMTOOL, assert_ok, run
 

@@ -36,7 +36,7 @@ from alerts import grafana, grafana_notifications, prometheus_rules
 from alerts.catalogue import ALERTS
 from alerts.model import ENVIRONMENTS
 from pharos.cli import main
-from pharos.grafana_provisioning import ALERT_RULES_FILE, CONTACT_POINTS_FILE, NOTIFICATION_POLICIES_FILE, SMTP_ENV_FILE
+from pharos.config.grafana_provisioning import ALERT_RULES_FILE, CONTACT_POINTS_FILE, NOTIFICATION_POLICIES_FILE, SMTP_ENV_FILE
 from test_build import ROUTING_TABLE, SLACK_SECRET, SMTP_SECRET, stack_data
 
 FILE_KEYS = {

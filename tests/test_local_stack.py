@@ -24,12 +24,12 @@ from alerts.catalogue import ALERTS, HIGH_ERROR_RATE
 from alerts.prometheus_rules import Tuning
 from alerts.recording import WINDOW
 from demo.app import AppConfig, DemoApp
-from pharos import local_stack, up_state
-from pharos.build import build
+from pharos.local import local_stack, up_state
+from pharos.config.build import build
 from pharos.cli import main
-from pharos.local_stack import Ports
-from pharos.stack_config import StackConfigError, load, parse
-from pharos.time_to_signal import error_rate_signal
+from pharos.local.local_stack import Ports
+from pharos.config.stack_config import StackConfigError, load, parse
+from pharos.local.time_to_signal import error_rate_signal
 
 from alerting_tools import AMTOOL, PROMTOOL, assert_ok, route_receivers, run
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from pharos import sinks
-from pharos.sinks import Sinks
+from pharos.local import sinks
+from pharos.local.sinks import Sinks
 
 WEBHOOK_PATH = "/services/T000/B000/secret-token-not-to-be-kept-4471"
 TIMEOUT = 30

@@ -26,7 +26,7 @@ from alerts import templates
 from alerts.catalogue import HIGH_ERROR_RATE
 from alerts.model import duration_seconds
 from exporter.catalogue import Label
-from pharos import local_stack, sinks
+from pharos.local import local_stack, sinks
 from pharos.cli import main
 
 pytestmark = pytest.mark.slow

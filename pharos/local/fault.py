@@ -1,5 +1,5 @@
 """`pharos fault`: change the fault knobs of a running demo service (`pharos demo-app`), or make
-the mail and Slack sinks fail (`pharos sinks`, pharos/sink_faults.py).
+the mail and Slack sinks fail (`pharos sinks`, pharos/local/sink_faults.py).
 
     pharos fault production/orders --error-ratio 0.5 --latency-ms 200
     pharos fault orders --clear                # a name alone when one environment has it

@@ -17,7 +17,7 @@ webhooks, under `/-/faults` (the `/-/` of Prometheus' own admin paths):
 
 A POST replaces that sink's fault; `for_seconds` (up to a day) clears it by itself after that
 long, without it the fault stays until DELETE. `pharos fault --sink smtp|slack` is the
-command-line side (pharos/fault.py).
+command-line side (pharos/local/fault.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from discovery files get them too, and cannot override them); `external_labels` 
 environment to Alertmanager. Probe-mode services follow the blackbox_exporter pattern: the listed
 address becomes `?target=` and `instance`, and Prometheus actually connects to the exporter. Jobs
 that scrape a Pharos exporter get the stack's `exporter_tls`/`exporter_auth` as `scheme`,
-`tls_config` and `basic_auth` (pharos/exporter_access.py).
+`tls_config` and `basic_auth` (pharos/config/exporter_access.py).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from alerts.catalogue import ALERTS, WATCHDOG
 from alerts.model import duration_seconds
 from demo.processes import free_ports
 
-from .stack_config import PROBE, SIDECAR
+from ..config.stack_config import PROBE, SIDECAR
 
 HOST = "127.0.0.1"
 DEFAULT_PORT_BASE = 19090  # clear of the Debian packages' own daemons on 9090, 9093 and 9100

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from alerts.catalogue import HIGH_ERROR_RATE
 from alerts.model import duration_seconds
 
-from .stack_config import StackConfig
+from ..config.stack_config import StackConfig
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
     pharos up [--state-dir DIR] [--port-base N] [--fast]
 
-1. writes the local stack file (pharos/local_stack.py) and webhook secrets into the state
+1. writes the local stack file (pharos/local/local_stack.py) and webhook secrets into the state
    directory and runs `pharos build` on it: Prometheus and Alertmanager get exactly what a user's
    `pharos build` would give them;
 2. starts, each as a child in its own session with its log in STATE/logs: the mail and Slack
@@ -28,11 +28,11 @@ from pathlib import Path
 from demo.processes import Child, StartError, pharos_command, stop_all, wait_until_answers, wait_until_listening
 
 from . import local_stack, up_state
-from .build import build
+from ..config.build import build
 from .local_stack import HOST, SERVICES, Ports
-from .stack_config import SIDECAR, StackConfig, StackConfigError, load
+from ..config.stack_config import SIDECAR, StackConfig, StackConfigError, load
 from .time_to_signal import describe, error_rate_signal
-from .yaml_out import dump
+from ..config.yaml_out import dump
 
 DEFAULT_STATE_DIR = ".pharos"
 START_TIMEOUT_SECONDS = 60

@@ -59,7 +59,7 @@ class Environment:
     exporter: str  # the multi-target exporter of probe-mode services ("" when none)
     services: tuple[Service, ...]
     exporter_access: ExporterAccess = ExporterAccess()  # TLS and basic auth towards Pharos exporters
-    swarm: SwarmDiscovery | None = None  # Docker Swarm discovery of opted-in services (pharos/swarm_discovery.py)
+    swarm: SwarmDiscovery | None = None  # Docker Swarm discovery of opted-in services (pharos/config/swarm_discovery.py)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class StackConfig:
     routing: Routing
     environments: tuple[Environment, ...] = field(default_factory=tuple)
     alert_for: Mapping[str, str] = field(default_factory=dict)  # alert name -> `for` replacing the catalogue's
-    grafana: GrafanaSettings | None = None  # write Grafana's provisioning too (pharos/grafana_provisioning.py)
+    grafana: GrafanaSettings | None = None  # write Grafana's provisioning too (pharos/config/grafana_provisioning.py)
 
     @property
     def tuning(self) -> Tuning:

@@ -15,7 +15,7 @@ what they kept.
 With `--smtp-password-file FILE` the SMTP sink requires AUTH (PLAIN or LOGIN, offered without TLS:
 loopback only) as `--smtp-username` with the password in FILE, so that a sender's credentials are
 really used. Faults on demand (the SMTP port down, Slack answering 500, ...) are set on the Slack
-port under `/-/faults` (pharos/sink_faults.py; `pharos fault --sink`).
+port under `/-/faults` (pharos/local/sink_faults.py; `pharos fault --sink`).
 """
 
 from __future__ import annotations
