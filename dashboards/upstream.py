@@ -32,13 +32,6 @@ SCRAPE_DURATION = Metric(
     (),
     "Prometheus",
 )
-RULE_EVALUATIONS = Metric(
-    "prometheus_rule_evaluations_total",
-    COUNTER,
-    "Rule evaluations, by rule group.",
-    (RULE_GROUP,),
-    "Prometheus",
-)
 RULE_EVALUATION_FAILURES = Metric(
     "prometheus_rule_evaluation_failures_total",
     COUNTER,

@@ -240,9 +240,6 @@ def check_listen(listen: str) -> str:
     return ""
 
 
-_INLINE_SECRETS = {"password", "bearer_token", "token"}
-
-
 def read_secret(reader: _Reader, data: dict, base: str, path: str) -> Secret:
     """`base_file` or `base_env` of `data`; `base` itself (the secret inline) is refused."""
     file_key, env_key = f"{base}_file", f"{base}_env"
