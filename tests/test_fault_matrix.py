@@ -55,34 +55,30 @@ def headers_then_stall(connection, server):
     hold_open(connection, server)
 
 
-def trickles_body(connection, server):
-    read_request(connection, server)
-    body = b" " * 200 + PHARO_OK
-    connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode())
-    for byte in body:
-        connection.sendall(bytes([byte]))
-        if not server.pause(0.2):
-            return
+def trickles(head: bytes, trickled: bytes):
+    """Sends `head` at once, then `trickled` one byte every 0.2 s."""
+
+    def behave(connection, server):
+        read_request(connection, server)
+        connection.sendall(head)
+        for byte in trickled:
+            connection.sendall(bytes([byte]))
+            if not server.pause(0.2):
+                return
+
+    return behave
 
 
-def trickles_headers(connection, server):
-    """One header line, one byte every 0.2 s: http.client reads it with many recv calls."""
-    read_request(connection, server)
-    connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-    for _ in range(200):
-        connection.sendall(b"a")
-        if not server.pause(0.2):
-            return
-
-
-def trickles_chunk_size(connection, server):
-    """A chunk-size line of leading zeros, one byte every 0.2 s."""
-    read_request(connection, server)
-    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-    for _ in range(200):
-        connection.sendall(b"0")
-        if not server.pause(0.2):
-            return
+_BODY = b" " * 200 + PHARO_OK
+trickles_body = trickles(
+    f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(_BODY)}\r\n\r\n".encode(), _BODY
+)
+# One header line: http.client reads it with many recv calls.
+trickles_headers = trickles(b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a" * 200)
+# A chunk-size line of leading zeros.
+trickles_chunk_size = trickles(
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", b"0" * 200
+)
 
 
 def answers(status: str, body: bytes = b"", headers: dict | None = None, length: bool = True):
