@@ -27,6 +27,6 @@ USER 10001:10001
 EXPOSE 9841
 # /health answers 200 when every configured target answered in time (exporter/healthcheck.py).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-m", "exporter.healthcheck"]
+    CMD ["python", "-m", "pharos_monitoring.exporter.healthcheck"]
 ENTRYPOINT ["pharos"]
 CMD ["exporter"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from exporter.catalogue import Label as L
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from .catalogue import INHIBITIONS, WATCHDOG
 from .model import SEVERITIES, Inhibition

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import promql as q
 from . import recording as r

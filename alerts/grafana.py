@@ -24,7 +24,7 @@ import re
 
 from grafanalib import core as g
 
-from exporter.catalogue import Label as L
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import prometheus_rules, templates
 from .catalogue import ALERTS

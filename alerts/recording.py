@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import promql as q
 from .upstream import BUCKET_BOUND, UP

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from exporter.catalogue import Label
+from pharos_monitoring.exporter.catalogue import Label
 
 from . import upstream
 

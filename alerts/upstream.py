@@ -7,7 +7,7 @@ against Alertmanager 0.25's own /metrics), and the labels that alert routing is 
 
 from __future__ import annotations
 
-from exporter.catalogue import COUNTER, GAUGE, Metric
+from pharos_monitoring.exporter.catalogue import COUNTER, GAUGE, Metric
 
 ALERTNAME = "alertname"  # set by Prometheus on every alert
 SEVERITY = "severity"  # set by every alert of the catalogue: critical | warning | info

@@ -42,9 +42,9 @@ from prometheus_client.parser import text_string_to_metric_families
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from alerts.catalogue import HIGH_ERROR_RATE, NOTIFICATIONS_FAILING  # noqa: E402 - the repository root is on the path from the line above
-from alerts.model import duration_seconds  # noqa: E402
-from pharos.local import local_stack, sinks  # noqa: E402
+from pharos_monitoring.alerts.catalogue import HIGH_ERROR_RATE, NOTIFICATIONS_FAILING  # noqa: E402 - the repository root is on the path from the line above
+from pharos_monitoring.alerts.model import duration_seconds  # noqa: E402
+from pharos_monitoring.local import local_stack, sinks  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "delivery_faults.json"
 FAULTY = "production/orders"
@@ -94,7 +94,7 @@ class LocalStack:
     def __enter__(self) -> "LocalStack":
         with open(self.output, "wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pharos.cli", "up", "--fast", "--port-base", "0", "--state-dir", str(self.state)],
+                [sys.executable, "-m", "pharos_monitoring.cli", "up", "--fast", "--port-base", "0", "--state-dir", str(self.state)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env={key: value for key, value in os.environ.items() if not key.startswith("PHAROS_")},
@@ -115,7 +115,7 @@ class LocalStack:
 
     def fault(self, *arguments: str) -> str:
         """`pharos fault ARGUMENTS` for this stack; its output line."""
-        result = subprocess.run([sys.executable, "-m", "pharos.cli", "fault", *arguments, "--state-dir", str(self.state)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run([sys.executable, "-m", "pharos_monitoring.cli", "fault", *arguments, "--state-dir", str(self.state)], capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             raise DrillError(f"pharos fault {' '.join(arguments)} failed: {result.stderr.strip()}")
         return result.stdout.strip()

@@ -74,7 +74,7 @@ def free_port() -> int:
 
 def exporter_command() -> list[str]:
     script = Path(sys.executable).parent / "pharos"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pharos.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pharos_monitoring.cli"]
 
 
 class Exporter:

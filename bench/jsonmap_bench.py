@@ -39,11 +39,11 @@ from pathlib import Path
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
-from exporter.fetch import Fetcher
-from exporter.jsonmap import load_modules
-from exporter.routes import RouteTable
-from exporter.scrape import Scraper, Target
-from exporter.server import render
+from pharos_monitoring.exporter.fetch import Fetcher
+from pharos_monitoring.exporter.jsonmap import load_modules
+from pharos_monitoring.exporter.routes import RouteTable
+from pharos_monitoring.exporter.scrape import Scraper, Target
+from pharos_monitoring.exporter.server import render
 from prometheus_client import CollectorRegistry
 
 ITEMS = 1000
@@ -146,8 +146,8 @@ def probe_scraper(url: str):
     json mapping modules yet."""
     import requests
 
-    from exporter import config as config_module
-    from exporter.server import Exporter, make_server
+    from pharos_monitoring.exporter import config as config_module
+    from pharos_monitoring.exporter.server import Exporter, make_server
 
     try:
         config = config_module.parse({**MODULE, "probe": {"allow": ["127.0.0.0/8"]}}, "bench")

@@ -16,7 +16,7 @@ import json
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from exporter import catalogue as c
+from pharos_monitoring.exporter import catalogue as c
 
 MS = 1e-3
 DURATION_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000]

@@ -33,11 +33,11 @@ import requests
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from alerts.catalogue import HIGH_ERROR_RATE  # noqa: E402 - the repository root is on the path from the line above
-from pharos.local import local_stack, sinks  # noqa: E402
-from pharos.config.stack_config import load  # noqa: E402
-from pharos.local.time_to_signal import error_rate_signal  # noqa: E402
-from pharos.config.yaml_out import dump  # noqa: E402
+from pharos_monitoring.alerts.catalogue import HIGH_ERROR_RATE  # noqa: E402 - the repository root is on the path from the line above
+from pharos_monitoring.local import local_stack, sinks  # noqa: E402
+from pharos_monitoring.config.stack_config import load  # noqa: E402
+from pharos_monitoring.local.time_to_signal import error_rate_signal  # noqa: E402
+from pharos_monitoring.config.yaml_out import dump  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "time_to_signal.json"
 AIM_SECONDS = 45.0  # fault to both messages, with the --fast intervals
@@ -97,7 +97,7 @@ def _first_after(state: Path, since: float, status: str) -> tuple[float, float] 
 
 
 def _fault(state: Path, *arguments: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "pharos.cli", "fault", FAULTY, "--state-dir", str(state), *arguments], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "pharos_monitoring.cli", "fault", FAULTY, "--state-dir", str(state), *arguments], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise RuntimeError(f"pharos fault failed: {result.stderr.strip()}")
 
@@ -108,7 +108,7 @@ def measured(runs: int) -> dict:
         log = Path(scratch) / "up.out"
         with open(log, "wb") as output:
             up = subprocess.Popen(
-                [sys.executable, "-m", "pharos.cli", "up", "--fast", "--port-base", "0", "--state-dir", str(state)],
+                [sys.executable, "-m", "pharos_monitoring.cli", "up", "--fast", "--port-base", "0", "--state-dir", str(state)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env={key: value for key, value in os.environ.items() if not key.startswith("PHAROS_")},

@@ -59,8 +59,8 @@ def _variable(text: str) -> tuple[str, list[str]]:
 
 
 def _json_dashboards(only: list[str] | None = None) -> list[dict]:
-    import dashboards
-    from dashboards import house
+    from pharos_monitoring import dashboards
+    from pharos_monitoring.dashboards import house
 
     built = [json.loads(house.to_json(dashboard)) for dashboard in dashboards.build_all()]
     if only:
@@ -73,15 +73,14 @@ def _json_dashboards(only: list[str] | None = None) -> list[dict]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    import dashboards
-
+    from pharos_monitoring import dashboards
     for path in dashboards.write_all(args.out):
         print(path)
     return 0
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from dashboards import push
+    from pharos_monitoring.dashboards import push
 
     try:
         credentials = push.credentials_from(args.token_file)
@@ -95,9 +94,9 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from dashboards import render
-    from dashboards.prometheus import Prometheus, PrometheusError
-    from dashboards.queries import NoValues, VariableError
+    from pharos_monitoring.dashboards import render
+    from pharos_monitoring.dashboards.prometheus import Prometheus, PrometheusError
+    from pharos_monitoring.dashboards.queries import NoValues, VariableError
 
     end = time.time()
     window = render.Window(end - args.since, end, args.scrape_interval)

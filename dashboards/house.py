@@ -26,10 +26,10 @@ import attr
 from grafanalib import core as g
 from grafanalib._gen import DashboardEncoder
 
-from alerts import promql as q
-from alerts.model import ENVIRONMENTS, Alert
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
+from pharos_monitoring.alerts import promql as q
+from pharos_monitoring.alerts.model import ENVIRONMENTS, Alert
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
 
 SCHEMA_VERSION = 39  # the dashboard schema of Grafana 10.4 and 11; grafanalib's default (12) predates TimeSeries
 TAGS = ("pharos",)

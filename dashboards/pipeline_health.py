@@ -6,12 +6,12 @@ jobs and rule groups, and Alertmanager's deliveries. A gap here explains a gap e
 
 from __future__ import annotations
 
-from alerts import catalogue as alerts
-from alerts import promql as q
-from alerts import recording as r
-from alerts.upstream import ALERTMANAGER_NOTIFICATIONS, ALERTMANAGER_NOTIFICATIONS_FAILED, ALERTNAME, INTEGRATION, UP
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
+from pharos_monitoring.alerts import catalogue as alerts
+from pharos_monitoring.alerts import promql as q
+from pharos_monitoring.alerts import recording as r
+from pharos_monitoring.alerts.upstream import ALERTMANAGER_NOTIFICATIONS, ALERTMANAGER_NOTIFICATIONS_FAILED, ALERTNAME, INTEGRATION, UP
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import house as h
 from . import upstream as u

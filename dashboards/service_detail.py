@@ -7,12 +7,12 @@ healthy, HTTP traffic by route, method and status (rate, 5xx, latency), garbage 
 
 from __future__ import annotations
 
-from alerts import catalogue as alerts
-from alerts import promql as q
-from alerts import recording as r
-from alerts.upstream import BUCKET_BOUND, UP
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
+from pharos_monitoring.alerts import catalogue as alerts
+from pharos_monitoring.alerts import promql as q
+from pharos_monitoring.alerts import recording as r
+from pharos_monitoring.alerts.upstream import BUCKET_BOUND, UP
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import house as h
 

@@ -8,11 +8,11 @@ alert threshold of every environment on screen.
 
 from __future__ import annotations
 
-from alerts import catalogue as alerts
-from alerts import promql as q
-from alerts import recording as r
-from alerts.upstream import UP
-from exporter.catalogue import Label as L
+from pharos_monitoring.alerts import catalogue as alerts
+from pharos_monitoring.alerts import promql as q
+from pharos_monitoring.alerts import recording as r
+from pharos_monitoring.alerts.upstream import UP
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import house as h
 from . import upstream as u

@@ -8,10 +8,10 @@ SwarmTaskRestartLoop threshold; container health on the collector's node.
 
 from __future__ import annotations
 
-from alerts import catalogue as alerts
-from alerts import promql as q
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
+from pharos_monitoring.alerts import catalogue as alerts
+from pharos_monitoring.alerts import promql as q
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import house as h
 

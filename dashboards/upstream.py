@@ -9,8 +9,8 @@ pending or firing alert.
 
 from __future__ import annotations
 
-from alerts.upstream import ALERTNAME
-from exporter.catalogue import COUNTER, GAUGE, Metric
+from pharos_monitoring.alerts.upstream import ALERTNAME
+from pharos_monitoring.exporter.catalogue import COUNTER, GAUGE, Metric
 
 ALERT_STATE = "alertstate"  # label of ALERTS: pending | firing
 FIRING = "firing"

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psutil
 
-from exporter import __version__
+from pharos_monitoring.exporter import __version__
 
 from .faults import FaultError, Faults, FaultSettings
 from .orders import OrderStore, RequestError

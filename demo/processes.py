@@ -52,7 +52,7 @@ def parent_death_signal():
 
 def pharos_command(*arguments: str) -> list[str]:
     """`pharos ARGUMENTS` with this interpreter, whether or not the console script is on PATH."""
-    return [sys.executable, "-m", "pharos.cli", *arguments]
+    return [sys.executable, "-m", "pharos_monitoring.cli", *arguments]
 
 
 def child_environment() -> dict[str, str]:

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 
-from exporter import catalogue as c
+from pharos_monitoring.exporter import catalogue as c
 
 from .processes import HOST, POLL_SECONDS, Child, StartError, free_port, pharos_command, read_line_matching, stop_all, wait_until_answers
 

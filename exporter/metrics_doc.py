@@ -1,6 +1,6 @@
 """Renders the metric vocabulary (`exporter/catalogue.py`) as `docs/metrics.md`.
 
-    python -m exporter.metrics_doc > docs/metrics.md
+    python -m pharos_monitoring.exporter.metrics_doc > docs/metrics.md
 
 `tests/test_catalogue.py` fails when the file and the catalogue disagree.
 """
@@ -15,7 +15,7 @@ This is the contract between the exporter, the dashboards and the alerts. Every 
 profile maps its own stats onto these names, so one set of dashboards and alerts serves Pharo
 images, Go programs and any JSON service mapped onto the vocabulary.
 
-Generated from `exporter/catalogue.py` by `python -m exporter.metrics_doc`; do not edit by hand.
+Generated from `exporter/catalogue.py` by `python -m pharos_monitoring.exporter.metrics_doc`; do not edit by hand.
 
 Conventions: base units (seconds, bytes), `_total` on counters, OpenTelemetry semantic-convention
 names where one exists (`http_server_*`, labels `http_request_method`, `http_route`,

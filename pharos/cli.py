@@ -9,14 +9,14 @@ import sys
 # (command, module, function adding its arguments, function running it or None when the module
 # sets its own subcommands' defaults, help)
 COMMANDS = (
-    ("exporter", "exporter.main", "add_arguments", "run", "serve /metrics, /probe and /health for application stats endpoints"),
-    ("demo-app", "demo.main", "add_app_arguments", "run_app", "a real HTTP service reporting its own GC and request stats (pharo profile)"),
-    ("demo", "demo.main", "add_demo_arguments", "run_demo", "run the demo service with an exporter beside it and print where to look"),
-    ("build", "pharos.config.build", "add_arguments", "run", "write Prometheus, Alertmanager and Grafana configuration from a stack file"),
-    ("up", "pharos.local.up", "add_arguments", "run", "run the whole stack here: demo services, exporters, Prometheus, Alertmanager, mail and Slack sinks"),
-    ("fault", "pharos.local.fault", "add_arguments", "run", "change the fault knobs of a running demo service (by name in pharos up, or URL), or of the sinks"),
-    ("sinks", "pharos.local.sinks", "add_arguments", "run", "a local SMTP server and Slack webhook receiver that keep and print what they receive"),
-    ("dashboards", "dashboards.cli", "add_arguments", None, "build, push (to Grafana) and render (to PNG) the Grafana dashboards"),
+    ("exporter", "pharos_monitoring.exporter.main", "add_arguments", "run", "serve /metrics, /probe and /health for application stats endpoints"),
+    ("demo-app", "pharos_monitoring.demo.main", "add_app_arguments", "run_app", "a real HTTP service reporting its own GC and request stats (pharo profile)"),
+    ("demo", "pharos_monitoring.demo.main", "add_demo_arguments", "run_demo", "run the demo service with an exporter beside it and print where to look"),
+    ("build", "pharos_monitoring.config.build", "add_arguments", "run", "write Prometheus, Alertmanager and Grafana configuration from a stack file"),
+    ("up", "pharos_monitoring.local.up", "add_arguments", "run", "run the whole stack here: demo services, exporters, Prometheus, Alertmanager, mail and Slack sinks"),
+    ("fault", "pharos_monitoring.local.fault", "add_arguments", "run", "change the fault knobs of a running demo service (by name in pharos up, or URL), or of the sinks"),
+    ("sinks", "pharos_monitoring.local.sinks", "add_arguments", "run", "a local SMTP server and Slack webhook receiver that keep and print what they receive"),
+    ("dashboards", "pharos_monitoring.dashboards.cli", "add_arguments", None, "build, push (to Grafana) and render (to PNG) the Grafana dashboards"),
 )
 
 

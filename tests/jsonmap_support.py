@@ -15,12 +15,12 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import TLS, Auth
-from exporter.fetch import Fetcher
-from exporter.jsonmap import Module, ModuleStats, load_modules
-from exporter.routes import RouteTable
-from exporter.scrape import Outcome, Scraper, Target
-from exporter.server import render
+from pharos_monitoring.exporter.config import TLS, Auth
+from pharos_monitoring.exporter.fetch import Fetcher
+from pharos_monitoring.exporter.jsonmap import Module, ModuleStats, load_modules
+from pharos_monitoring.exporter.routes import RouteTable
+from pharos_monitoring.exporter.scrape import Outcome, Scraper, Target
+from pharos_monitoring.exporter.server import render
 
 from helpers import promtool_check_metrics
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from alerts import prometheus_rules
-from exporter.catalogue import Label as L
+from pharos_monitoring.alerts import prometheus_rules
+from pharos_monitoring.exporter.catalogue import Label as L
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
@@ -184,7 +184,7 @@ class LiveStack:
         return process
 
     def _pharos(self, *arguments: str) -> list[str]:
-        return [sys.executable, "-m", "pharos.cli", *arguments]
+        return [sys.executable, "-m", "pharos_monitoring.cli", *arguments]
 
     def _start_instance(self, instance: Instance, deadline: float) -> str:
         name = f"{instance.environment}-{instance.service}-{instance.number}"

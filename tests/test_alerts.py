@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-import alerts
-from alerts import prometheus_rules, rule_tests, templates
-from alerts.catalogue import ALERTS, ALWAYS_FIRING, INHIBITIONS
-from alerts.model import ENVIRONMENTS, SEVERITIES, Alert, Threshold
-from alerts.recording import RECORDINGS
-from alerts import promql as q
-from exporter import catalogue
-from pharos.config.yaml_out import dump
+from pharos_monitoring import alerts
+from pharos_monitoring.alerts import prometheus_rules, rule_tests, templates
+from pharos_monitoring.alerts.catalogue import ALERTS, ALWAYS_FIRING, INHIBITIONS
+from pharos_monitoring.alerts.model import ENVIRONMENTS, SEVERITIES, Alert, Threshold
+from pharos_monitoring.alerts.recording import RECORDINGS
+from pharos_monitoring.alerts import promql as q
+from pharos_monitoring.exporter import catalogue
+from pharos_monitoring.config.yaml_out import dump
 
 from alerting_tools import PROMTOOL, assert_ok, run
 
@@ -134,7 +134,7 @@ def test_recording_rules_come_after_the_records_they_use():
 
 # --- one name, one place ---------------------------------------------------------------------
 def _names_owned_elsewhere() -> tuple[set[str], set[str]]:
-    from alerts import upstream
+    from pharos_monitoring.alerts import upstream
 
     metrics = set()
     for metric in catalogue.all_metrics() + [upstream.UP, upstream.ALERTMANAGER_NOTIFICATIONS, upstream.ALERTMANAGER_NOTIFICATIONS_FAILED]:

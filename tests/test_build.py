@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts.catalogue import ALERTS
-from exporter.catalogue import Label as L
-from pharos.cli import main
+from pharos_monitoring.alerts.catalogue import ALERTS
+from pharos_monitoring.exporter.catalogue import Label as L
+from pharos_monitoring.cli import main
 
 from alerting_tools import AMTOOL, PROMTOOL, alert_states, assert_ok, post_alerts, route_receivers, run, running_alertmanager
 
@@ -233,7 +233,7 @@ def test_building_twice_gives_the_same_bytes_whatever_the_hash_seed(tmp_path: Pa
     for seed in ("1", "2"):
         out = tmp_path / f"out-{seed}"
         environment = {**os.environ, "PYTHONHASHSEED": seed}
-        command = [sys.executable, "-m", "pharos.cli", "build", "--config", str(stack), "--out", str(out)]
+        command = [sys.executable, "-m", "pharos_monitoring.cli", "build", "--config", str(stack), "--out", str(out)]
         assert subprocess.run(command, env=environment, capture_output=True, timeout=120).returncode == 0
         outputs.append(files_of(out))
     assert outputs[0] == outputs[1]

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter import catalogue as c
-from exporter.metrics_doc import render_markdown
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.metrics_doc import render_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -53,4 +53,4 @@ def test_counter_family_drops_total():
 
 def test_docs_metrics_md_is_generated_from_the_catalogue():
     documented = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
-    assert documented == render_markdown(), "run: python -m exporter.metrics_doc > docs/metrics.md"
+    assert documented == render_markdown(), "run: python -m pharos_monitoring.exporter.metrics_doc > docs/metrics.md"

@@ -11,9 +11,9 @@ import time
 import pytest
 import yaml
 
-from exporter.config import ConfigError, load, parse
-from exporter.main import add_arguments, build_config, summary
-from exporter.server import Exporter
+from pharos_monitoring.exporter.config import ConfigError, load, parse
+from pharos_monitoring.exporter.main import add_arguments, build_config, summary
+from pharos_monitoring.exporter.server import Exporter
 
 from helpers import RawServer, http_response, read_request
 

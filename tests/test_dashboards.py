@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-import dashboards
-from alerts import catalogue as alert_catalogue
-from alerts import recording
-from alerts import upstream as alert_upstream
-from alerts.model import ENVIRONMENTS
-from dashboards import house as h
-from dashboards import queries, upstream
-from dashboards.units import format_value
-from exporter import catalogue as c
-from pharos.cli import main
+from pharos_monitoring import dashboards
+from pharos_monitoring.alerts import catalogue as alert_catalogue
+from pharos_monitoring.alerts import recording
+from pharos_monitoring.alerts import upstream as alert_upstream
+from pharos_monitoring.alerts.model import ENVIRONMENTS
+from pharos_monitoring.dashboards import house as h
+from pharos_monitoring.dashboards import queries, upstream
+from pharos_monitoring.dashboards.units import format_value
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.cli import main
 
 import grafana_schema
 

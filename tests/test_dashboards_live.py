@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-import dashboards
-from dashboards import house, queries
-from dashboards.prometheus import Prometheus
-from exporter import catalogue as c
+from pharos_monitoring import dashboards
+from pharos_monitoring.dashboards import house, queries
+from pharos_monitoring.dashboards.prometheus import Prometheus
+from pharos_monitoring.exporter import catalogue as c
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,9 @@ RETRY_SECONDS = 60  # a query may need a little more history than the warm-up ga
 @pytest.fixture(scope="module")
 def warm_stack(live_stack):
     """The live stack once every kind of series the dashboards read has arrived."""
-    from alerts import recording as r
+    from pharos_monitoring.alerts import recording as r
 
-    from dashboards import upstream as u
+    from pharos_monitoring.dashboards import upstream as u
 
     needed = [
         r.HTTP_ERROR_RATIO.record,
@@ -92,7 +92,7 @@ def test_every_variable_and_panel_query_returns_data(warm_stack):
 
 def test_alert_threshold_lines_equal_the_catalogue(warm_stack):
     """The dashed threshold series Prometheus computes are the alert's threshold in each environment."""
-    from dashboards import service_detail, services_overview
+    from pharos_monitoring.dashboards import service_detail, services_overview
 
     prometheus = Prometheus(warm_stack.prometheus_url)
     thresholds = [
@@ -115,7 +115,7 @@ def test_alert_threshold_lines_equal_the_catalogue(warm_stack):
 def test_render_draws_every_dashboard_with_data(warm_stack):
     from PIL import Image
 
-    from dashboards import render
+    from pharos_monitoring.dashboards import render
 
     prometheus = Prometheus(warm_stack.prometheus_url)
     end = time.time()
@@ -133,7 +133,7 @@ def test_render_draws_every_dashboard_with_data(warm_stack):
 
 
 def test_render_command_writes_pngs(warm_stack, tmp_path, capsys):
-    from pharos.cli import main
+    from pharos_monitoring.cli import main
 
     arguments = ["dashboards", "render", "--prometheus", warm_stack.prometheus_url, "--out", str(tmp_path)]
     assert main(arguments + ["--from", "-2m", "--scrape-interval", "5s", "--var", "environment=production", "--dashboard", "pharos-service-detail"]) == 0

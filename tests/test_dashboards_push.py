@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-import dashboards
-from dashboards.push import COMMIT_MESSAGE, MAX_UID_LENGTH
-from pharos.cli import main
+from pharos_monitoring import dashboards
+from pharos_monitoring.dashboards.push import COMMIT_MESSAGE, MAX_UID_LENGTH
+from pharos_monitoring.cli import main
 
 import grafana_schema
 

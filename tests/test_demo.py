@@ -21,15 +21,15 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from demo.app import AppConfig, DemoApp
-from demo.faults import FaultSettings
-from demo.main import add_app_arguments
-from exporter import catalogue as c
-from exporter.config import Config, Limits, Target
-from exporter.profiles import get as get_profile
-from exporter.reading import Reading
-from exporter.routes import RouteTable
-from exporter.server import Exporter, make_server
+from pharos_monitoring.demo.app import AppConfig, DemoApp
+from pharos_monitoring.demo.faults import FaultSettings
+from pharos_monitoring.demo.main import add_app_arguments
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.config import Config, Limits, Target
+from pharos_monitoring.exporter.profiles import get as get_profile
+from pharos_monitoring.exporter.reading import Reading
+from pharos_monitoring.exporter.routes import RouteTable
+from pharos_monitoring.exporter.server import Exporter, make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "exporter/profiles/schemas/pharo-stats.schema.json").read_text())
@@ -82,7 +82,7 @@ def series(name: str, **labels) -> tuple:
 def demo_app_process(*arguments: str):
     """`pharos demo-app` as a child process on a free port; yields (process, base URL)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pharos.cli", "demo-app", "--listen", "127.0.0.1:0", "--log-level", "warning", *arguments],
+        [sys.executable, "-m", "pharos_monitoring.cli", "demo-app", "--listen", "127.0.0.1:0", "--log-level", "warning", *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -369,7 +369,7 @@ def test_demo_app_stops_cleanly_on_signals(signum):
 
 def test_pharos_demo_runs_an_app_and_an_exporter_and_leaves_nothing_behind():
     result = subprocess.run(
-        [sys.executable, "-m", "pharos.cli", "demo", "--port-base", "0", "--duration", "3"],
+        [sys.executable, "-m", "pharos_monitoring.cli", "demo", "--port-base", "0", "--duration", "3"],
         capture_output=True,
         timeout=120,
         env={k: v for k, v in os.environ.items() if not k.startswith("PHAROS_")},
@@ -390,6 +390,6 @@ def _alive(pid: int) -> bool:
     """Still running as our child; a pid reused since by an unrelated process does not count."""
     try:
         process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE and "pharos.cli" in process.cmdline()
+        return process.status() != psutil.STATUS_ZOMBIE and "pharos_monitoring.cli" in process.cmdline()
     except psutil.NoSuchProcess:
         return False

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from docker.utils.build import exclude_paths
 
-from pharos.config import swarm_discovery
-from pharos.config.build import build
-from pharos.config.stack_config import load
+from pharos_monitoring.config import swarm_discovery
+from pharos_monitoring.config.build import build
+from pharos_monitoring.config.stack_config import load
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.monitoring.yml").read_text())
@@ -171,7 +171,7 @@ def test_the_dockerfile_takes_the_base_image_as_an_argument_and_runs_as_a_user()
     users = re.findall(r"^USER (\d+):(\d+)$", DOCKERFILE, re.MULTILINE)
     assert users and all(int(uid) > 0 and int(gid) > 0 for uid, gid in users)
     healthcheck = re.search(r"^HEALTHCHECK .*\n?.*CMD (\[.*\])", DOCKERFILE, re.MULTILINE)
-    assert healthcheck and "exporter.healthcheck" in healthcheck.group(1)
+    assert healthcheck and "pharos_monitoring.exporter.healthcheck" in healthcheck.group(1)
     assert not DOCKERFILE.startswith("# syntax="), "a syntax line makes BuildKit pull its frontend"
 
 

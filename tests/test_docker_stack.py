@@ -24,11 +24,11 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
-from pharos.config.build import build
-from pharos.config.stack_config import parse
-from pharos.config.swarm_discovery import SWARM_JOB
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
+from pharos_monitoring.config.build import build
+from pharos_monitoring.config.stack_config import parse
+from pharos_monitoring.config.swarm_discovery import SWARM_JOB
 
 from docker_engine import ROOT, Engine, EngineError, binary_image, free_tcp_port, pharos_image, running_engine
 
@@ -118,7 +118,7 @@ def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporte
     )
     images_built = time.monotonic()
     image = json.loads(engine.text("image", "inspect", "--format", "{{json .Config}}", pharos))
-    assert image["User"] == "10001:10001" and "exporter.healthcheck" in image["Healthcheck"]["Test"]
+    assert image["User"] == "10001:10001" and "pharos_monitoring.exporter.healthcheck" in image["Healthcheck"]["Test"]
 
     out = tmp_path / "build"
     stack = parse(yaml.safe_load(stack_file(tmp_path).read_text()), "stack.yml")

@@ -21,13 +21,13 @@ import pytest
 import requests
 import yaml
 
-from alerts import prometheus_rules
-from alerts.catalogue import SWARM_NODE_DOWN, SWARM_SERVICE_DEGRADED, SWARM_TASK_RESTART_LOOP
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
-from exporter.config import Config, Swarm
-from exporter.server import Exporter, make_server
-from exporter.swarm import SwarmCollector
+from pharos_monitoring.alerts import prometheus_rules
+from pharos_monitoring.alerts.catalogue import SWARM_NODE_DOWN, SWARM_SERVICE_DEGRADED, SWARM_TASK_RESTART_LOOP
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
+from pharos_monitoring.exporter.config import Config, Swarm
+from pharos_monitoring.exporter.server import Exporter, make_server
+from pharos_monitoring.exporter.swarm import SwarmCollector
 from helpers import promtool_check_metrics
 
 from docker_engine import Engine, EngineError, busybox_image, free_tcp_port, running_engine
@@ -292,8 +292,8 @@ def test_every_query_of_the_swarm_dashboard_returns_data(engine: Engine, prometh
     returns data (a query that returns nothing is a broken panel)."""
     import json
 
-    from dashboards import house, queries, swarm
-    from dashboards.prometheus import Prometheus
+    from pharos_monitoring.dashboards import house, queries, swarm
+    from pharos_monitoring.dashboards.prometheus import Prometheus
 
     board = json.loads(house.to_json(swarm.build()))
     client = Prometheus(prometheus)

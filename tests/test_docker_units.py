@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.config import ConfigError, Swarm, parse as parse_exporter_config
-from exporter.healthcheck import check, default_url
-from exporter.main import add_arguments, build_config, summary
-from exporter.swarm import FailureCounter, SwarmState, families
-from exporter import catalogue as c
-from exporter.catalogue import Label as L
-from pharos.config import swarm_discovery
-from pharos.config.build import build
-from pharos.config.stack_config import StackConfigError, load, parse as parse_stack
+from pharos_monitoring.exporter.config import ConfigError, Swarm, parse as parse_exporter_config
+from pharos_monitoring.exporter.healthcheck import check, default_url
+from pharos_monitoring.exporter.main import add_arguments, build_config, summary
+from pharos_monitoring.exporter.swarm import FailureCounter, SwarmState, families
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.catalogue import Label as L
+from pharos_monitoring.config import swarm_discovery
+from pharos_monitoring.config.build import build
+from pharos_monitoring.config.stack_config import StackConfigError, load, parse as parse_stack
 
 from alerting_tools import PROMTOOL, assert_ok, run
 
@@ -42,7 +42,7 @@ def test_the_health_check_passes_on_200_and_fails_on_503_or_silence(loopback_ser
 
 def test_the_health_check_command_exits_0_or_1(loopback_server):
     healthy = loopback_server(b"{}")
-    command = [sys.executable, "-m", "exporter.healthcheck"]
+    command = [sys.executable, "-m", "pharos_monitoring.exporter.healthcheck"]
     assert subprocess.run([*command, f"{healthy}/health"], capture_output=True, timeout=30).returncode == 0
     failed = subprocess.run([*command, "http://127.0.0.1:9/health"], capture_output=True, text=True, timeout=30)
     assert failed.returncode == 1 and failed.stdout.startswith("unhealthy: ")

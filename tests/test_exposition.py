@@ -12,9 +12,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from exporter import catalogue as c
-from exporter import exposition
-from exporter.reading import Reading
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter import exposition
+from pharos_monitoring.exporter.reading import Reading
 from helpers import promtool_check_metrics
 
 AWKWARD = ['say "hi"', "back\\slash", "new\nline", 'all\\"\n', "", "é ☃ 𝄞", "\\n literally"]

@@ -19,9 +19,9 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import catalogue as c
-from exporter.config import parse
-from exporter.server import Exporter, render
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.config import parse
+from pharos_monitoring.exporter.server import Exporter, render
 
 from helpers import (
     RawServer,

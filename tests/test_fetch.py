@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from exporter.config import Auth, Secret
-from exporter.fetch import Fetcher, ScrapeError
+from pharos_monitoring.exporter.config import Auth, Secret
+from pharos_monitoring.exporter.fetch import Fetcher, ScrapeError
 
 from helpers import RawServer, exporter_threads, hold_open, read_request, wait_until
 

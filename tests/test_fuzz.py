@@ -34,14 +34,14 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import catalogue as c
-from exporter.fetch import Fetcher
-from exporter.profiles import PROFILES
-from exporter.profiles.base import Profile
-from exporter.reading import DocumentError, Reading
-from exporter.routes import RouteTable
-from exporter.scrape import Scraper, Target
-from exporter.server import render
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.fetch import Fetcher
+from pharos_monitoring.exporter.profiles import PROFILES
+from pharos_monitoring.exporter.profiles.base import Profile
+from pharos_monitoring.exporter.reading import DocumentError, Reading
+from pharos_monitoring.exporter.routes import RouteTable
+from pharos_monitoring.exporter.scrape import Scraper, Target
+from pharos_monitoring.exporter.server import render
 
 from helpers import RawServer, promtool_check_metrics, read_request
 
@@ -80,7 +80,7 @@ JSONMAP_TARGETS = {
 
 
 def _jsonmap_target(name: str) -> tuple[Profile, object]:
-    from exporter.jsonmap import load_modules_file
+    from pharos_monitoring.exporter.jsonmap import load_modules_file
 
     mapping, module, document = JSONMAP_TARGETS[name]
     modules = load_modules_file(str(FIXTURES / mapping))

@@ -32,11 +32,11 @@ from grafanalib import core as g
 
 import grafana_schema
 from alerting_tools import route_receivers
-from alerts import grafana, grafana_notifications, prometheus_rules
-from alerts.catalogue import ALERTS
-from alerts.model import ENVIRONMENTS
-from pharos.cli import main
-from pharos.config.grafana_provisioning import ALERT_RULES_FILE, CONTACT_POINTS_FILE, NOTIFICATION_POLICIES_FILE, SMTP_ENV_FILE
+from pharos_monitoring.alerts import grafana, grafana_notifications, prometheus_rules
+from pharos_monitoring.alerts.catalogue import ALERTS
+from pharos_monitoring.alerts.model import ENVIRONMENTS
+from pharos_monitoring.cli import main
+from pharos_monitoring.config.grafana_provisioning import ALERT_RULES_FILE, CONTACT_POINTS_FILE, NOTIFICATION_POLICIES_FILE, SMTP_ENV_FILE
 from test_build import ROUTING_TABLE, SLACK_SECRET, SMTP_SECRET, stack_data
 
 FILE_KEYS = {
@@ -361,7 +361,7 @@ def test_building_twice_gives_the_same_bytes_whatever_the_hash_seed(tmp_path: Pa
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / f"out-{seed}"
-        command = [sys.executable, "-m", "pharos.cli", "build", "--config", str(stack), "--out", str(out), "--environment", "production"]
+        command = [sys.executable, "-m", "pharos_monitoring.cli", "build", "--config", str(stack), "--out", str(out), "--environment", "production"]
         result = subprocess.run(command, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, timeout=120)
         assert result.returncode == 0, result.stderr
         outputs.append({str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "grafana").rglob("*")) if p.is_file()})

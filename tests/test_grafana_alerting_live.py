@@ -21,11 +21,11 @@ import time
 import pytest
 import requests
 
-from alerts import grafana
-from alerts import recording as r
-from alerts.catalogue import ALERTS, HEALTH_CHECK_FAILING, HIGH_ERROR_RATE, HIGH_LATENCY, SWARM_ALERTS, WATCHDOG
-from demo.faults import KNOBS
-from exporter.catalogue import Label as L
+from pharos_monitoring.alerts import grafana
+from pharos_monitoring.alerts import recording as r
+from pharos_monitoring.alerts.catalogue import ALERTS, HEALTH_CHECK_FAILING, HIGH_ERROR_RATE, HIGH_LATENCY, SWARM_ALERTS, WATCHDOG
+from pharos_monitoring.demo.faults import KNOBS
+from pharos_monitoring.exporter.catalogue import Label as L
 from stack import INSTANCES, RULES_ENVIRONMENT, RUNBOOK_BASE, SCRAPE_INTERVAL, StackError
 
 pytestmark = pytest.mark.slow

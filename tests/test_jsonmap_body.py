@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from exporter.fetch import Fetcher
-from exporter.jsonmap.body import BodyTemplate, BodyTemplateError
+from pharos_monitoring.exporter.fetch import Fetcher
+from pharos_monitoring.exporter.jsonmap.body import BodyTemplate, BodyTemplateError
 
 from jsonmap_support import module_from, value
 
@@ -93,7 +93,7 @@ def test_a_module_with_a_body_posts_it():
 
 def _posting_wired() -> bool:
     """Whether the core sends a Profile's body: the integration step of docs/json-mapping.md."""
-    from exporter.profiles.base import Profile
+    from pharos_monitoring.exporter.profiles.base import Profile
 
     return "body" in inspect.signature(Fetcher.fetch).parameters and {"body", "valid_statuses"} <= set(Profile.__dataclass_fields__)
 
@@ -122,9 +122,9 @@ def test_the_body_reaches_the_target_over_http(loopback_server):
 
     from prometheus_client import CollectorRegistry
 
-    from exporter.routes import RouteTable
-    from exporter.scrape import Scraper, Target
-    from exporter.server import render
+    from pharos_monitoring.exporter.routes import RouteTable
+    from pharos_monitoring.exporter.scrape import Scraper, Target
+    from pharos_monitoring.exporter.server import render
 
     module = module_from(JOLOKIA_LIKE)
     profile = dataclasses.replace(module.profile(), body=module.render_body({}), valid_statuses=module.valid_statuses)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from exporter.jsonmap.cel import CelEvalError, CelMissing, CelSyntaxError, compile_expression
+from pharos_monitoring.exporter.jsonmap.cel import CelEvalError, CelMissing, CelSyntaxError, compile_expression
 
 DOCUMENT = {
     "counter": 1234,

@@ -13,9 +13,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from exporter import catalogue as c
-from exporter.jsonmap import DROP_REASONS, load_modules_file
-from exporter.jsonmap.schema import _METRIC_KEYS, MODULE_KEYS
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.jsonmap import DROP_REASONS, load_modules_file
+from pharos_monitoring.exporter.jsonmap.schema import _METRIC_KEYS, MODULE_KEYS
 
 from jsonmap_support import key, scrape, series
 

@@ -8,7 +8,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from exporter.jsonmap import ModuleStats
+from pharos_monitoring.exporter.jsonmap import ModuleStats
 
 from jsonmap_support import dropped, key, module_from, same, serve_and_scrape, series, value
 

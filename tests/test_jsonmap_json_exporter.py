@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from exporter.config import ConfigError
-from exporter.jsonmap import load_modules_file
+from pharos_monitoring.exporter.config import ConfigError
+from pharos_monitoring.exporter.jsonmap import load_modules_file
 
 from jsonmap_support import documented, dropped, families, module_from, scrape, serve_and_scrape, value
 

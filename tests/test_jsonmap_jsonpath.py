@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.jsonmap.jsonpath import MISSING, PathSyntaxError, compile_template
+from pharos_monitoring.exporter.jsonmap.jsonpath import MISSING, PathSyntaxError, compile_template
 
 DOCUMENT = {
     "counter": 1234,

@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from exporter import config as config_module
+from pharos_monitoring.exporter import config as config_module
 
 from jsonmap_support import documented, families, series, value
 
@@ -34,7 +34,7 @@ def _config(extra_allow: str = "127.0.0.0/8"):
 
 @pytest.fixture
 def exporter_url():
-    from exporter.server import Exporter, make_server
+    from pharos_monitoring.exporter.server import Exporter, make_server
 
     exporter = Exporter(_config())
     server = make_server(exporter, "127.0.0.1:0")

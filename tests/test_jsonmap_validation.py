@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.config import ConfigError
+from pharos_monitoring.exporter.config import ConfigError
 
 from jsonmap_support import modules_from
 

@@ -19,17 +19,17 @@ import psutil
 import pytest
 import yaml
 
-from alerts import prometheus_rules
-from alerts.catalogue import ALERTS, HIGH_ERROR_RATE
-from alerts.prometheus_rules import Tuning
-from alerts.recording import WINDOW
-from demo.app import AppConfig, DemoApp
-from pharos.local import local_stack, up_state
-from pharos.config.build import build
-from pharos.cli import main
-from pharos.local.local_stack import Ports
-from pharos.config.stack_config import StackConfigError, load, parse
-from pharos.local.time_to_signal import error_rate_signal
+from pharos_monitoring.alerts import prometheus_rules
+from pharos_monitoring.alerts.catalogue import ALERTS, HIGH_ERROR_RATE
+from pharos_monitoring.alerts.prometheus_rules import Tuning
+from pharos_monitoring.alerts.recording import WINDOW
+from pharos_monitoring.demo.app import AppConfig, DemoApp
+from pharos_monitoring.local import local_stack, up_state
+from pharos_monitoring.config.build import build
+from pharos_monitoring.cli import main
+from pharos_monitoring.local.local_stack import Ports
+from pharos_monitoring.config.stack_config import StackConfigError, load, parse
+from pharos_monitoring.local.time_to_signal import error_rate_signal
 
 from alerting_tools import AMTOOL, PROMTOOL, assert_ok, route_receivers, run
 
@@ -244,7 +244,7 @@ def test_time_to_signal_of_the_fast_local_stack(tmp_path: Path):
 def start_up(state: Path, output: Path) -> tuple[subprocess.Popen, dict]:
     with open(output, "wb") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "pharos.cli", "up", "--port-base", "0", "--state-dir", str(state), "--traffic", "1"],
+            [sys.executable, "-m", "pharos_monitoring.cli", "up", "--port-base", "0", "--state-dir", str(state), "--traffic", "1"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={key: value for key, value in os.environ.items() if not key.startswith("PHAROS_")},

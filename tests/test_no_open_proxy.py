@@ -15,7 +15,7 @@ import threading
 import pytest
 import requests
 
-from exporter import catalogue as c
+from pharos_monitoring.exporter import catalogue as c
 
 from helpers import RawServer, http_response, read_request
 from test_server import FIXTURE, probe, running, samples, serves, value

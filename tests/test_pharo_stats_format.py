@@ -10,9 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from exporter import catalogue as c
-from exporter.profiles import get as get_profile
-from exporter.reading import DocumentError, Reading
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.profiles import get as get_profile
+from pharos_monitoring.exporter.reading import DocumentError, Reading
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "exporter/profiles/schemas/pharo-stats.schema.json").read_text())

@@ -19,12 +19,12 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import catalogue as c
-from exporter.config import Auth, Config, Limits, Secret, Target
-from exporter.profiles import PROFILES, go_expvar, stargate
-from exporter.reading import DocumentError, Reading
-from exporter.routes import RouteTable
-from exporter.server import Exporter, make_server
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.config import Auth, Config, Limits, Secret, Target
+from pharos_monitoring.exporter.profiles import PROFILES, go_expvar, stargate
+from pharos_monitoring.exporter.reading import DocumentError, Reading
+from pharos_monitoring.exporter.routes import RouteTable
+from pharos_monitoring.exporter.server import Exporter, make_server
 
 from helpers import promtool_check_metrics
 

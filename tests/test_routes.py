@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from exporter import catalogue as c
-from exporter.profiles import pharo
-from exporter.reading import Reading
-from exporter.routes import RouteTable, template
+from pharos_monitoring.exporter import catalogue as c
+from pharos_monitoring.exporter.profiles import pharo
+from pharos_monitoring.exporter.reading import Reading
+from pharos_monitoring.exporter.routes import RouteTable, template
 
 
 @pytest.mark.parametrize(

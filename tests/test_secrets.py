@@ -29,7 +29,7 @@ import pytest
 import requests
 import yaml
 
-from pharos.cli import main
+from pharos_monitoring.cli import main
 from secret_scan import SecretScanner, pharos_up_secrets, process_tree, scan_pharos_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def scrubbed_environment(**extra: str) -> dict[str, str]:
 
 
 def run(command: list[str], environment: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pharos.cli", *command], capture_output=True, env=environment, timeout=120)
+    return subprocess.run([sys.executable, "-m", "pharos_monitoring.cli", *command], capture_output=True, env=environment, timeout=120)
 
 
 # --- the scanner itself ---------------------------------------------------------------------------
@@ -225,7 +225,7 @@ def test_the_exporter_uses_its_secrets_and_shows_none(tmp_path: Path, loopback_s
 
     log = tmp_path / "exporter.log"
     with open(log, "wb") as output:
-        exporter = subprocess.Popen([sys.executable, "-m", "pharos.cli", *arguments], stdout=output, stderr=subprocess.STDOUT, env=environment)
+        exporter = subprocess.Popen([sys.executable, "-m", "pharos_monitoring.cli", *arguments], stdout=output, stderr=subprocess.STDOUT, env=environment)
     try:
         serving = wait_for(lambda: exporter.poll() is None and "serving on http://" in log.read_text(), TIMEOUT, "the exporter to serve")
         assert serving

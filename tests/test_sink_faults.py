@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from pharos.local import sinks
-from pharos.cli import main
-from pharos.local.sinks import Sinks
+from pharos_monitoring.local import sinks
+from pharos_monitoring.cli import main
+from pharos_monitoring.local.sinks import Sinks
 
 USER, PASSWORD = "alertmanager", "relay-password-3f9c"
 WEBHOOK = "/services/T000/B000/not-kept-token-5521"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from pharos.local import sinks
-from pharos.local.sinks import Sinks
+from pharos_monitoring.local import sinks
+from pharos_monitoring.local.sinks import Sinks
 
 WEBHOOK_PATH = "/services/T000/B000/secret-token-not-to-be-kept-4471"
 TIMEOUT = 30
@@ -110,7 +110,7 @@ def test_loopback_addresses_are_accepted():
 
 def test_pharos_sinks_runs_until_sigterm(tmp_path: Path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "pharos.cli", "sinks", "--dir", str(tmp_path), "--smtp", "127.0.0.1:0", "--slack", "127.0.0.1:0"],
+        [sys.executable, "-m", "pharos_monitoring.cli", "sinks", "--dir", str(tmp_path), "--smtp", "127.0.0.1:0", "--slack", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

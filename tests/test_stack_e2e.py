@@ -22,12 +22,12 @@ import psutil
 import pytest
 import requests
 
-from alerts import templates
-from alerts.catalogue import HIGH_ERROR_RATE
-from alerts.model import duration_seconds
-from exporter.catalogue import Label
-from pharos.local import local_stack, sinks
-from pharos.cli import main
+from pharos_monitoring.alerts import templates
+from pharos_monitoring.alerts.catalogue import HIGH_ERROR_RATE
+from pharos_monitoring.alerts.model import duration_seconds
+from pharos_monitoring.exporter.catalogue import Label
+from pharos_monitoring.local import local_stack, sinks
+from pharos_monitoring.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_a_fault_reaches_mail_and_slack_once_per_group_and_resolves(tmp_path: Pa
     output_path = tmp_path / "up.out"
     with open(output_path, "wb") as output:
         up = subprocess.Popen(
-            [sys.executable, "-m", "pharos.cli", "up", "--fast", "--port-base", "0", "--state-dir", str(state)],
+            [sys.executable, "-m", "pharos_monitoring.cli", "up", "--fast", "--port-base", "0", "--state-dir", str(state)],
             stdout=output,
             stderr=subprocess.STDOUT,
             env={key: value for key, value in os.environ.items() if not key.startswith("PHAROS_")},

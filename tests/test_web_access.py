@@ -18,10 +18,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-import exporter.web_access as web_access
-from exporter.config import parse
-from exporter.server import Exporter, make_server
-from exporter.web_access import AUTH_CACHE_SIZE, WebAccess
+import pharos_monitoring.exporter.web_access as web_access
+from pharos_monitoring.exporter.config import parse
+from pharos_monitoring.exporter.server import Exporter, make_server
+from pharos_monitoring.exporter.web_access import AUTH_CACHE_SIZE, WebAccess
 
 from helpers import RawServer, promtool_check_metrics
 from test_server import FIXTURE, pharos, serves

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.config import parse as parse_exporter_config
-from exporter.server import Exporter, make_server
-from exporter.web_access import WebAccess
-from exporter.web_config import DIFFERENCES, WebConfigError, load
-from pharos.cli import main
+from pharos_monitoring.exporter.config import parse as parse_exporter_config
+from pharos_monitoring.exporter.server import Exporter, make_server
+from pharos_monitoring.exporter.web_access import WebAccess
+from pharos_monitoring.exporter.web_config import DIFFERENCES, WebConfigError, load
+from pharos_monitoring.cli import main
 
 from alerting_tools import PROMTOOL, assert_ok, run
 from helpers import RawServer, read_request

@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from alerts import alertmanager, prometheus_rules
+from pharos_monitoring.alerts import alertmanager, prometheus_rules
 
 from . import grafana_provisioning, prometheus_config
 from .stack_config import StackConfig, StackConfigError, load

@@ -96,7 +96,7 @@ def dashboard_providers(settings: GrafanaSettings) -> dict:
 
 def dashboards() -> dict[str, str]:
     """File name -> JSON of every dashboard."""
-    from dashboards import DASHBOARDS, file_name, house
+    from pharos_monitoring.dashboards import DASHBOARDS, file_name, house
 
     built = [module.build() for module in DASHBOARDS]
     return {file_name(dashboard): house.to_json(dashboard) for dashboard in built}
@@ -106,7 +106,7 @@ def alerting(stack, environment_name: str) -> dict[PurePosixPath, dict]:
     """Provisioning file -> content of Grafana-managed alerting for one environment: the catalogue's
     rules with that environment's thresholds, and the stack's receivers and routes (`stack` is the
     StackConfig; not imported, stack_config imports this module)."""
-    from alerts import grafana, grafana_notifications  # here: grafanalib loads only when Grafana is built
+    from pharos_monitoring.alerts import grafana, grafana_notifications  # here: grafanalib loads only when Grafana is built
 
     rules = grafana.rules_file(
         environment_name, DATASOURCE_UID, stack.runbook_url, stack.intervals.evaluation_interval, stack.tuning
@@ -128,6 +128,6 @@ def smtp_env(stack) -> str | None:
     """`GF_SMTP_*` lines (an env_file for Docker) for the stack's mail server; None without smtp."""
     if stack.smtp is None:
         return None
-    from alerts.grafana_notifications import smtp_environment
+    from pharos_monitoring.alerts.grafana_notifications import smtp_environment
 
     return "".join(f"{name}={value}\n" for name, value in smtp_environment(stack.smtp).items())

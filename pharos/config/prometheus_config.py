@@ -10,7 +10,7 @@ that scrape a Pharos exporter get the stack's `exporter_tls`/`exporter_auth` as 
 
 from __future__ import annotations
 
-from exporter.catalogue import Label as L
+from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import swarm_discovery
 from .stack_config import ALERTMANAGER_JOB, EXPORTER_JOB, PROBE, PROMETHEUS_JOB, Environment, Service, StackConfig

@@ -15,13 +15,13 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from alerts import ALERTS, ENVIRONMENTS, SEVERITIES
-from alerts.alertmanager import Receiver, Routing, SlackChannel, Smtp, Timing
-from alerts.catalogue import WATCHDOG
-from alerts.model import duration_seconds
-from alerts.prometheus_rules import Tuning
-from alerts.recording import WINDOW
-from exporter.profiles import PROFILES
+from pharos_monitoring.alerts import ALERTS, ENVIRONMENTS, SEVERITIES
+from pharos_monitoring.alerts.alertmanager import Receiver, Routing, SlackChannel, Smtp, Timing
+from pharos_monitoring.alerts.catalogue import WATCHDOG
+from pharos_monitoring.alerts.model import duration_seconds
+from pharos_monitoring.alerts.prometheus_rules import Tuning
+from pharos_monitoring.alerts.recording import WINDOW
+from pharos_monitoring.exporter.profiles import PROFILES
 
 from .exporter_access import AUTH_KEY, TLS_KEY, ExporterAccess, read as read_exporter_access
 from .grafana_provisioning import GRAFANA_KEY, GrafanaSettings, read as read_grafana

@@ -29,10 +29,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.model import duration_seconds
-from exporter.catalogue import Label as L
-from exporter.config import DEFAULT_PROFILE, check_docker_host
-from exporter.profiles import PROFILES
+from pharos_monitoring.alerts.model import duration_seconds
+from pharos_monitoring.exporter.catalogue import Label as L
+from pharos_monitoring.exporter.config import DEFAULT_PROFILE, check_docker_host
+from pharos_monitoring.exporter.profiles import PROFILES
 
 SWARM_KEY = "swarm"
 SWARM_JOB = "swarm-tasks"

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from demo.faults import KNOBS, FaultError, check
+from pharos_monitoring.demo.faults import KNOBS, FaultError, check
 
 from . import up_state
 from .sink_faults import FAULTS_PATH, MAX_FOR_SECONDS, SINK_NAMES, SMTP, SinkFaultError, check as check_sink_fault

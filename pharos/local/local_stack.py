@@ -21,9 +21,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from alerts.catalogue import ALERTS, WATCHDOG
-from alerts.model import duration_seconds
-from demo.processes import free_ports
+from pharos_monitoring.alerts.catalogue import ALERTS, WATCHDOG
+from pharos_monitoring.alerts.model import duration_seconds
+from pharos_monitoring.demo.processes import free_ports
 
 from ..config.stack_config import PROBE, SIDECAR
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from alerts.catalogue import HIGH_ERROR_RATE
-from alerts.model import duration_seconds
+from pharos_monitoring.alerts.catalogue import HIGH_ERROR_RATE
+from pharos_monitoring.alerts.model import duration_seconds
 
 from ..config.stack_config import StackConfig
 

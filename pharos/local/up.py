@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from demo.processes import Child, StartError, pharos_command, stop_all, wait_until_answers, wait_until_listening
+from pharos_monitoring.demo.processes import Child, StartError, pharos_command, stop_all, wait_until_answers, wait_until_listening
 
 from . import local_stack, up_state
 from ..config.build import build
