@@ -8,7 +8,7 @@ labels and three values per item: about 2,000 series.
              no HTTP, no mapping: what any Python exporter must at least spend
     engine   what the exporter does for one scrape of that target: fetch over loopback HTTP
              (exporter.fetch.Fetcher), decode, map (the module's Profile through
-             exporter.scrape.Scraper), render (exporter.server.render)
+             exporter.scrape.Scraper), render (exporter.collect.render)
     probe    the same through a running exporter: GET /probe?module=...&target=... over HTTP,
              when the exporter's configuration knows `modules:` (skipped, and said so, if not)
 
@@ -43,7 +43,7 @@ from pharos_monitoring.exporter.fetch import Fetcher
 from pharos_monitoring.exporter.jsonmap import load_modules
 from pharos_monitoring.exporter.routes import RouteTable
 from pharos_monitoring.exporter.scrape import Scraper, Target
-from pharos_monitoring.exporter.server import render
+from pharos_monitoring.exporter.collect import render
 from prometheus_client import CollectorRegistry
 
 ITEMS = 1000
@@ -147,7 +147,8 @@ def probe_scraper(url: str):
     import requests
 
     from pharos_monitoring.exporter import config as config_module
-    from pharos_monitoring.exporter.server import Exporter, make_server
+    from pharos_monitoring.exporter.collect import Exporter
+    from pharos_monitoring.exporter.serving.server import make_server
 
     try:
         config = config_module.parse({**MODULE, "probe": {"allow": ["127.0.0.0/8"]}}, "bench")

@@ -356,7 +356,7 @@ def _limits(reader: _Reader, value: Any, path: str) -> Limits:
 
 
 def _probe(reader: _Reader, value: Any, path: str) -> Probe:
-    from .allowlist import AllowList
+    from .serving.allowlist import AllowList
 
     data = reader.mapping(value, path, {"allow", "default_profile", "auth", "tls", "health", "max_targets_remembered"})
     allow = reader.typed(data, "allow", path, list, [])

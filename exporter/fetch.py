@@ -29,7 +29,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
-from .allowlist import AddressNotAllowed, AllowList
+from .serving.allowlist import AddressNotAllowed, AllowList
 from .config import Auth, ConfigError, TLS
 
 CHUNK = 64 * 1024

@@ -91,7 +91,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if allow is None and os.environ.get("PHAROS_PROBE_ALLOW"):
         allow = [entry.strip() for entry in os.environ["PHAROS_PROBE_ALLOW"].split(",") if entry.strip()]
     if allow:
-        from .allowlist import AllowList
+        from .serving.allowlist import AllowList
 
         for entry in allow:
             problem = AllowList.check_entry(entry)
@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         if web is not None:
             print("  " + web.config.summary())
         return 0
-    from .server import Exporter, make_server
+    from .collect import Exporter
+    from .serving.server import make_server
 
     _raise_open_files_limit()
     exporter = Exporter(config)
@@ -186,7 +187,7 @@ def _web_access(path: str | None):
     """The --web.config.file in force, or None; ConfigError naming the flag when it is invalid."""
     if not path:
         return None
-    from .web_access import WebAccess
+    from .serving.web_access import WebAccess
 
     try:
         return WebAccess(path)

@@ -20,7 +20,7 @@ from pharos_monitoring.exporter.fetch import Fetcher
 from pharos_monitoring.exporter.jsonmap import Module, ModuleStats, load_modules
 from pharos_monitoring.exporter.routes import RouteTable
 from pharos_monitoring.exporter.scrape import Outcome, Scraper, Target
-from pharos_monitoring.exporter.server import render
+from pharos_monitoring.exporter.collect import render
 
 from helpers import promtool_check_metrics
 

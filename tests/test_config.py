@@ -13,7 +13,7 @@ import yaml
 
 from pharos_monitoring.exporter.config import ConfigError, load, parse
 from pharos_monitoring.exporter.main import add_arguments, build_config, summary
-from pharos_monitoring.exporter.server import Exporter
+from pharos_monitoring.exporter.collect import Exporter
 
 from helpers import RawServer, http_response, read_request
 

@@ -29,7 +29,8 @@ from pharos_monitoring.exporter.config import Config, Limits, Target
 from pharos_monitoring.exporter.profiles import get as get_profile
 from pharos_monitoring.exporter.reading import Reading
 from pharos_monitoring.exporter.routes import RouteTable
-from pharos_monitoring.exporter.server import Exporter, make_server
+from pharos_monitoring.exporter.collect import Exporter
+from pharos_monitoring.exporter.serving.server import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "exporter/profiles/schemas/pharo-stats.schema.json").read_text())

@@ -26,7 +26,8 @@ from pharos_monitoring.alerts.catalogue import SWARM_NODE_DOWN, SWARM_SERVICE_DE
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
 from pharos_monitoring.exporter.config import Config, Swarm
-from pharos_monitoring.exporter.server import Exporter, make_server
+from pharos_monitoring.exporter.collect import Exporter
+from pharos_monitoring.exporter.serving.server import make_server
 from pharos_monitoring.exporter.swarm import SwarmCollector
 from helpers import promtool_check_metrics
 

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.config import parse
-from pharos_monitoring.exporter.server import Exporter, render
+from pharos_monitoring.exporter.collect import Exporter, render
 
 from helpers import (
     RawServer,

@@ -41,7 +41,7 @@ from pharos_monitoring.exporter.profiles.base import Profile
 from pharos_monitoring.exporter.reading import DocumentError, Reading
 from pharos_monitoring.exporter.routes import RouteTable
 from pharos_monitoring.exporter.scrape import Scraper, Target
-from pharos_monitoring.exporter.server import render
+from pharos_monitoring.exporter.collect import render
 
 from helpers import RawServer, promtool_check_metrics, read_request
 

@@ -124,7 +124,7 @@ def test_the_body_reaches_the_target_over_http(loopback_server):
 
     from pharos_monitoring.exporter.routes import RouteTable
     from pharos_monitoring.exporter.scrape import Scraper, Target
-    from pharos_monitoring.exporter.server import render
+    from pharos_monitoring.exporter.collect import render
 
     module = module_from(JOLOKIA_LIKE)
     profile = dataclasses.replace(module.profile(), body=module.render_body({}), valid_statuses=module.valid_statuses)

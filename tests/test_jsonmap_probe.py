@@ -34,7 +34,8 @@ def _config(extra_allow: str = "127.0.0.0/8"):
 
 @pytest.fixture
 def exporter_url():
-    from pharos_monitoring.exporter.server import Exporter, make_server
+    from pharos_monitoring.exporter.collect import Exporter
+    from pharos_monitoring.exporter.serving.server import make_server
 
     exporter = Exporter(_config())
     server = make_server(exporter, "127.0.0.1:0")

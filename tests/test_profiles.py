@@ -24,7 +24,8 @@ from pharos_monitoring.exporter.config import Auth, Config, Limits, Secret, Targ
 from pharos_monitoring.exporter.profiles import PROFILES, go_expvar, stargate
 from pharos_monitoring.exporter.reading import DocumentError, Reading
 from pharos_monitoring.exporter.routes import RouteTable
-from pharos_monitoring.exporter.server import Exporter, make_server
+from pharos_monitoring.exporter.collect import Exporter
+from pharos_monitoring.exporter.serving.server import make_server
 
 from helpers import promtool_check_metrics
 

@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.config import parse
-from pharos_monitoring.exporter.server import Exporter, make_server
+from pharos_monitoring.exporter.collect import Exporter
+from pharos_monitoring.exporter.serving.server import make_server
 
 from helpers import RawServer, hold_open, promtool_check_metrics, read_request
 
@@ -263,7 +264,7 @@ def test_probe_of_a_failing_target_still_answers_200_with_the_reason():
 
 
 def test_probed_targets_keep_few_connections_open(monkeypatch):
-    import pharos_monitoring.exporter.server as server_module
+    import pharos_monitoring.exporter.collect as server_module
 
     monkeypatch.setattr(server_module, "PROBE_CONNECTIONS_KEPT", 2)
     listeners = [RawServer(serves(FIXTURE)) for _ in range(5)]

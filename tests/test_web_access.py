@@ -18,10 +18,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-import pharos_monitoring.exporter.web_access as web_access
+import pharos_monitoring.exporter.serving.web_access as web_access
 from pharos_monitoring.exporter.config import parse
-from pharos_monitoring.exporter.server import Exporter, make_server
-from pharos_monitoring.exporter.web_access import AUTH_CACHE_SIZE, WebAccess
+from pharos_monitoring.exporter.collect import Exporter
+from pharos_monitoring.exporter.serving.server import make_server
+from pharos_monitoring.exporter.serving.web_access import AUTH_CACHE_SIZE, WebAccess
 
 from helpers import RawServer, promtool_check_metrics
 from test_server import FIXTURE, pharos, serves

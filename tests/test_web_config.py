@@ -18,9 +18,10 @@ import pytest
 import yaml
 
 from pharos_monitoring.exporter.config import parse as parse_exporter_config
-from pharos_monitoring.exporter.server import Exporter, make_server
-from pharos_monitoring.exporter.web_access import WebAccess
-from pharos_monitoring.exporter.web_config import DIFFERENCES, WebConfigError, load
+from pharos_monitoring.exporter.collect import Exporter
+from pharos_monitoring.exporter.serving.server import make_server
+from pharos_monitoring.exporter.serving.web_access import WebAccess
+from pharos_monitoring.exporter.serving.web_config import DIFFERENCES, WebConfigError, load
 from pharos_monitoring.cli import main
 
 from alerting_tools import PROMTOOL, assert_ok, run
@@ -97,7 +98,7 @@ REJECTED = {
     "not_a_mapping": ("[1, 2]\n", "expected a mapping, got a list"),
 }
 
-# Files promtool 2.42 accepts that cannot work as written; listed in exporter/web_config.py DIFFERENCES.
+# Files promtool 2.42 accepts that cannot work as written; listed in exporter/serving/web_config.py DIFFERENCES.
 REFUSED_HERE_ONLY = {
     "require_any_client_cert": (TLS + "  client_auth_type: RequireAnyClientCert\n", "authenticates nobody; use RequireAndVerifyClientCert"),
     "client_ca_without_certificate": (TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: server.key\n", "holds no PEM CA certificate"),

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError
+from ..config import ConfigError
 
 CLIENT_AUTH_TYPES = {
     # exporter-toolkit's name -> Python's verify mode
