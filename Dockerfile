@@ -1,6 +1,8 @@
-# The Pharos image: `pharos exporter` by default; `pharos demo-app` and every other subcommand too.
+# The Pharos image: `pharos exporter` by default, `pharos demo-app` too. It carries the core
+# dependencies only (what those two need); the other subcommands need extras, built in on request.
 #
 #   docker build -t pharos:0.1.0 .
+#   docker build --build-arg EXTRAS=all -t pharos-full:0.1.0 .      # also build, dashboards, up, sinks
 #   docker build --build-arg BASE_IMAGE=registry.example.com/python:3.11-slim -t pharos:0.1.0 .
 #
 # BASE_IMAGE must provide python3 (3.11 or later) with its venv module; both stages use it, so the
@@ -11,10 +13,14 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 ARG PIP_INSTALL_OPTIONS=""
+# Extras of the package, comma-separated (stack, render, all): none for an exporter or demo sidecar.
+ARG EXTRAS=""
 COPY . /src
 # One RUN: every layer is a full copy of the file system on some storage drivers (vfs).
+# Versions come from the repository's constraints.txt, the pins CI tests with.
 RUN python3 -m venv /opt/pharos \
- && /opt/pharos/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_INSTALL_OPTIONS} /src \
+ && constraints="" && if [ -f /src/constraints.txt ]; then constraints="--constraint /src/constraints.txt"; fi \
+ && /opt/pharos/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_INSTALL_OPTIONS} $constraints "/src${EXTRAS:+[$EXTRAS]}" \
  && /opt/pharos/bin/pip uninstall --yes --quiet --disable-pip-version-check setuptools pip
 
 FROM ${BASE_IMAGE}

@@ -223,6 +223,9 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pharos-demo/" + __version__
     timeout = 30  # idle keep-alive connections are closed, so their threads end
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK, about 40 ms per kept-alive request (bench/demo_latency.py).
+    disable_nagle_algorithm = True
     app: DemoApp  # set on the subclass made by DemoApp.start
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import re
 import sys
 
 # (command, module, function adding its arguments, function running it or None when the module
@@ -19,6 +21,20 @@ COMMANDS = (
     ("dashboards", "pharos_monitoring.dashboards.cli", "add_arguments", None, "build, push (to Grafana) and render (to PNG) the Grafana dashboards"),
 )
 
+DISTRIBUTION = "pharos-monitoring"
+
+# The extra (pyproject.toml's optional dependencies) a command needs beyond the core; a pair is a
+# subcommand of a command with subcommands. Checked before anything is imported or started.
+EXTRAS = {
+    "build": "stack",
+    "up": "stack",
+    "sinks": "stack",
+    "dashboards": "stack",
+    ("dashboards", "build"): "stack",
+    ("dashboards", "push"): "stack",
+    ("dashboards", "render"): "render",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -26,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Only the chosen command's module is imported: a sidecar exporter should not carry the
     # dashboards' or the sinks' libraries in its memory.
-    chosen = next((word for word in argv if not word.startswith("-")), None)
+    words = [word for word in argv if not word.startswith("-")]
+    chosen = words[0] if words else None
+    problem = _missing_extra(words)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     for name, module_name, add_arguments, run, help_text in COMMANDS:
         command = commands.add_parser(name, help=help_text)
         if name != chosen:
@@ -37,6 +58,29 @@ def main(argv: list[str] | None = None) -> int:
             command.set_defaults(run=getattr(module, run))
     args = parser.parse_args(argv)
     return args.run(args)
+
+
+def _missing_extra(words: list[str]) -> str | None:
+    """One line naming the extra to install when the chosen command's extra is not installed."""
+    key = tuple(words[:2]) if tuple(words[:2]) in EXTRAS else (words[0] if words else None)
+    extra = EXTRAS.get(key)
+    if extra is None:
+        return None
+    try:
+        requires = importlib.metadata.requires(DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None  # run from a source tree: nothing to compare with
+    wanted = [re.match(r"[A-Za-z0-9._-]+", text).group() for text in requires if re.search(rf"""extra\s*==\s*["']{extra}["']""", text)]
+    missing = []
+    for name in wanted:
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    if not missing:
+        return None
+    label = " ".join(key) if isinstance(key, tuple) else key
+    return f"pharos {label}: needs the '{extra}' extra ({', '.join(missing)} missing): pip install '{DISTRIBUTION}[{extra}]'"
 
 
 if __name__ == "__main__":

@@ -5,15 +5,17 @@ iptables, no bridge) with its own data root, exec root, pid file and socket in a
 runs `docker swarm init` on 127.0.0.1 with free ports, and on exit always leaves the swarm, stops
 that dockerd (SIGTERM, then SIGKILL of its process group), unmounts what it left behind and
 removes the directory. When dockerd cannot start at all (not installed, not root, no kernel
-support), it skips the test with the reason and dockerd's last words.
+support), it skips the test with the reason and dockerd's last words. The `engine` fixture
+(session scope; a test module imports it) shares one such engine between every Docker test module
+of a run: started by the first that asks, stopped when the session ends.
 
 Images (nothing is pulled):
 - `busybox_image`: /bin/busybox of Debian's busybox-static and its applets;
 - `python_base_image`: a Debian bookworm rootfs made by debootstrap (python3, venv) plus a
-  wheelhouse of the project's dependencies in /wheelhouse. Both are cached outside the repository
+  wheelhouse of the project's core dependencies (pinned by constraints.txt) in /wheelhouse. Both are cached outside the repository
   (PHAROS_TEST_CACHE, else $XDG_CACHE_HOME/pharos-test, else ~/.cache/pharos-test), keyed by a hash
   of their recipe: the first run takes a minute or two, later ones seconds;
-- `pharos_image`: the repository's own Dockerfile built on that base, offline;
+- `pharos_image`: the repository's own Dockerfile built on that base, offline (no extras);
 - `binary_image`: a Debian binary (/usr/bin/prometheus, ...) with the libraries ldd names, on busybox.
 """
 
@@ -23,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import ipaddress
 import json
 import os
 import random
@@ -36,7 +39,7 @@ import tarfile
 import tempfile
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -85,10 +88,34 @@ def free_udp_port() -> int:
     raise EngineError("no free UDP port between 20000 and 49151 for the swarm's data path")
 
 
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    routes = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            fields = line.split()
+            destination, mask = (socket.inet_ntoa(int(value, 16).to_bytes(4, "little")) for value in (fields[1], fields[7]))
+            routes.append(ipaddress.IPv4Network(f"{destination}/{mask}", strict=False))
+    return routes
+
+
+def free_subnet() -> str:
+    """A /16 for a user-defined bridge network that no route of the host overlaps (a bridge adds a
+    host route, and dockerd refuses a subnet that overlaps one: other engines may run beside ours)."""
+    taken = [route for route in _host_routes() if route.prefixlen > 0]
+    candidates = [ipaddress.IPv4Network(f"10.{second}.0.0/16") for second in range(200, 255)]
+    random.shuffle(candidates)
+    for candidate in candidates:
+        if not any(candidate.overlaps(route) for route in taken):
+            return str(candidate)
+    raise EngineError("no free /16 in 10.200.0.0-10.254.255.255 for a bridge network")
+
+
 @dataclass
 class Engine:
     root: Path
     process: subprocess.Popen | None = None
+    # tag -> recipe of the images made in this engine: a shared engine makes each one once.
+    made: dict = field(default_factory=dict)
 
     @property
     def socket_path(self) -> Path:
@@ -128,6 +155,12 @@ class Engine:
         import docker
 
         return docker.APIClient(base_url=self.host, version="auto", timeout=60)
+
+    def client(self):
+        """The `docker` package's high-level client on this engine."""
+        import docker
+
+        return docker.DockerClient(base_url=self.host, version="auto", timeout=60)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Engine":
@@ -277,6 +310,40 @@ def running_engine() -> Iterator[Engine]:
         engine.stop()
 
 
+_shared: dict = {"engine": None, "context": None, "users": 0, "skip": ""}
+
+
+@contextlib.contextmanager
+def shared_engine() -> Iterator[Engine]:
+    """`running_engine()` shared by everyone inside this context: started on first entry, stopped
+    when the last leaves (session-scoped fixtures of several modules all leave at the session's end)."""
+    if _shared["skip"]:
+        pytest.skip(_shared["skip"])
+    if _shared["engine"] is None:
+        context = running_engine()
+        try:
+            _shared["engine"] = context.__enter__()
+        except pytest.skip.Exception as skipped:
+            _shared["skip"] = str(skipped)
+            raise
+        _shared["context"] = context
+    _shared["users"] += 1
+    try:
+        yield _shared["engine"]
+    finally:
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            context, _shared["engine"], _shared["context"] = _shared["context"], None, None
+            context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The Docker tests' engine with a one-node swarm, one per session (`from docker_engine import engine`)."""
+    with shared_engine() as started:
+        yield started
+
+
 # --- images ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Entry:
@@ -334,7 +401,10 @@ def _busybox_entries() -> list[Entry]:
 
 
 def busybox_image(engine: Engine, tag: str = "local/busybox:test") -> str:
-    return import_image(engine, tag, _busybox_entries())
+    if engine.made.get(tag) != "busybox":
+        import_image(engine, tag, _busybox_entries())
+        engine.made[tag] = "busybox"
+    return tag
 
 
 def _libraries(binary: str) -> list[str]:
@@ -346,12 +416,33 @@ def _libraries(binary: str) -> list[str]:
 def binary_image(engine: Engine, tag: str, binary: str, name: str, data_dir: str, files: Iterable[str] = (), user: int = 65534) -> str:
     """`binary` as /bin/NAME on busybox with the libraries ldd names and `files` at their own paths
     (Debian's Alertmanager reads its templates from /usr/share), `data_dir` owned by `user`."""
+    recipe = ("binary", binary, name, data_dir, tuple(files), user)
+    if engine.made.get(tag) == recipe:
+        return tag
     copied = [*_libraries(binary), *files]
     directories = sorted({"/".join(parts[:depth]) for path in copied for parts in [os.path.dirname(path).strip("/").split("/")] for depth in range(1, len(parts) + 1)})
     entries = [Entry(directory) for directory in directories if directory not in ("bin", "etc", "tmp")]
     entries += _busybox_entries() + [Entry(f"bin/{name}", "file", binary), Entry(data_dir.strip("/"), owner=user)]
     entries += [Entry(path.strip("/"), "file", os.path.realpath(path), 0o644 if path in files else 0o755) for path in copied]
-    return import_image(engine, tag, entries, [f'ENTRYPOINT ["/bin/{name}"]', f"USER {user}", f"WORKDIR /{data_dir.strip('/')}"])
+    import_image(engine, tag, entries, [f'ENTRYPOINT ["/bin/{name}"]', f"USER {user}", f"WORKDIR /{data_dir.strip('/')}"])
+    engine.made[tag] = recipe
+    return tag
+
+
+ALERTMANAGER_TEMPLATES = "/usr/share/prometheus/alertmanager"  # Debian's Alertmanager does not embed them
+
+
+def prometheus_image(engine: Engine, tag: str = "local/prometheus:test") -> str:
+    """Debian's Prometheus: `/bin/prometheus` as entrypoint, data in /prometheus, user nobody."""
+    return binary_image(engine, tag, shutil.which("prometheus") or "/usr/bin/prometheus", "prometheus", "/prometheus")
+
+
+def alertmanager_image(engine: Engine, tag: str = "local/alertmanager:test") -> str:
+    """Debian's Alertmanager with its templates: `/bin/alertmanager`, data in /alertmanager."""
+    return binary_image(
+        engine, tag, shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager", "alertmanager", "/alertmanager",
+        files=sorted(str(path) for path in Path(ALERTMANAGER_TEMPLATES).glob("*.tmpl")),
+    )
 
 
 # --- the python base image, cached ---------------------------------------------------------------
@@ -416,23 +507,34 @@ def rootfs_tar() -> Path:
     return target
 
 
+CONSTRAINTS = ROOT / "constraints.txt"
+
+
 def _requirements() -> list[str]:
+    """The core dependencies (no extras: the image has none) and the build requirements."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     build = project["build-system"]["requires"]
     return sorted(project["project"]["dependencies"]) + sorted(build) + ["wheel"]
 
 
+def _constraints() -> list[str]:
+    """pip's arguments for the pins the image is built with (the Dockerfile uses the same file)."""
+    return ["--constraint", str(CONSTRAINTS)] if CONSTRAINTS.exists() else []
+
+
 def wheelhouse() -> Path:
-    """Wheels of the project's dependencies and build requirements, for an offline `pip install`."""
+    """Wheels of the project's core dependencies and build requirements, at the versions
+    constraints.txt pins, for an offline `pip install`."""
     requirements = _requirements()
-    target = cache_dir() / f"wheels-{_digest([requirements, sys.version_info[:2]])}"
+    pins = CONSTRAINTS.read_text() if CONSTRAINTS.exists() else ""
+    target = cache_dir() / f"wheels-{_digest([requirements, pins, sys.version_info[:2]])}"
     with _locked("wheels"):
         if target.exists():
             return target
         partial = Path(tempfile.mkdtemp(prefix="wheels-", dir=cache_dir()))
         result = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet", "--only-binary=:all:",
-             "--dest", str(partial), *requirements],
+             "--dest", str(partial), *_constraints(), *requirements],
             capture_output=True, text=True, timeout=600,
         )
         if result.returncode != 0:
@@ -445,15 +547,24 @@ def wheelhouse() -> Path:
 WHEELHOUSE_IN_IMAGE = "/wheelhouse"
 
 
-def python_base_image(engine: Engine, tag: str = "local/pharos-base:test") -> str:
+PYTHON_BASE = "local/pharos-base:test"
+
+
+def python_base_image(engine: Engine, tag: str = PYTHON_BASE) -> str:
     wheels = wheelhouse()
+    recipe = ("python-base", str(rootfs_tar()), str(wheels))
+    if engine.made.get(tag) == recipe:
+        return tag
     entries = [Entry(WHEELHOUSE_IN_IMAGE.strip("/"))]
     entries += [Entry(f"{WHEELHOUSE_IN_IMAGE.strip('/')}/{wheel.name}", "file", str(wheel), 0o644) for wheel in sorted(wheels.iterdir())]
-    return import_image(engine, tag, entries, base_tar=rootfs_tar())
+    import_image(engine, tag, entries, base_tar=rootfs_tar())
+    engine.made[tag] = recipe
+    return tag
 
 
 def pharos_image(engine: Engine, tag: str = "local/pharos:test") -> str:
-    """The repository's Dockerfile, built offline on the python base image."""
+    """The repository's Dockerfile, built offline on the python base image, without extras.
+    Built again on every call (BuildKit's cache makes an unchanged build take seconds)."""
     base = python_base_image(engine)
     engine.docker(
         "build", "--quiet", "--network", "none", "--tag", tag,
@@ -463,3 +574,8 @@ def pharos_image(engine: Engine, tag: str = "local/pharos:test") -> str:
         timeout=900,
     )
     return tag
+
+
+def image_size(engine: Engine, image: str) -> int:
+    """Bytes of every layer of `image` (what `docker image ls` shows)."""
+    return int(engine.text("image", "inspect", "--format", "{{.Size}}", image))

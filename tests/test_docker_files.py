@@ -4,7 +4,10 @@ promise (pinned images behind variables, secrets as files, limits, opt-in labels
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -154,6 +157,48 @@ def test_every_built_file_is_mounted_where_its_reader_looks(tmp_path: Path):
             assert Path(target).parent.as_posix() == provider["options"]["path"]
 
 
+# --- one host without a swarm (docker-compose.single-host.yml over the base file) ---------------
+SINGLE_HOST = yaml.safe_load((ROOT / "docker-compose.single-host.yml").read_text())
+
+
+def test_the_single_host_override_binds_every_config_at_its_target_read_only():
+    configs = COMPOSE["configs"]
+    for name, service in services().items():
+        wanted = {(configs[mount["source"]]["file"], mount["target"]) for mount in service.get("configs", [])}
+        binds = [v for v in SINGLE_HOST["services"].get(name, {}).get("volumes", []) if v["target"] not in {m["target"] for m in service.get("volumes", []) if isinstance(m, dict)}]
+        assert all(v["type"] == "bind" and v["read_only"] is True for v in binds), name
+        assert {(v["source"], v["target"]) for v in binds} == wanted, f"{name}: the override's bind mounts differ from its configs"
+
+
+def test_the_single_host_override_uses_a_bridge_network_and_no_swarm():
+    network = SINGLE_HOST["networks"]["monitoring"]
+    base = COMPOSE["networks"]["monitoring"]
+    assert network["driver"] == "bridge"
+    assert network["name"] == base["name"] and network["ipam"] == base["ipam"]
+    command = SINGLE_HOST["services"]["pharos-exporter"]["command"]
+    assert "--swarm" not in command
+    assert command == [arg for arg in services()["pharos-exporter"]["command"] if arg != "--swarm"]
+    assert set(SINGLE_HOST["services"]) <= set(services())
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed (apt-get install docker-compose)")
+def test_docker_compose_reads_the_single_host_stack(tmp_path: Path):
+    built_files(tmp_path)
+    env_file = tmp_path / "compose.env"  # empty: a stray .env must not change what is read
+    env_file.write_text("")
+    result = subprocess.run(
+        ["docker-compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.monitoring.yml"), "-f", str(ROOT / "docker-compose.single-host.yml"), "config"],
+        capture_output=True, text=True, timeout=60,
+        env={"PATH": os.environ["PATH"], "PHAROS_BUILD_DIR": str(tmp_path), "PHAROS_SECRETS_DIR": str(tmp_path / "secrets")},
+    )
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)
+    assert merged["networks"]["monitoring"]["driver"] == "bridge"
+    assert merged["services"]["demo"]["deploy"]["replicas"] == 1
+    prometheus_binds = {v["target"]: v["source"] for v in merged["services"]["prometheus"]["volumes"] if isinstance(v, dict) and v["type"] == "bind"}
+    assert prometheus_binds["/etc/prometheus/prometheus.yml"] == str(tmp_path / "prometheus" / "prometheus.yml")
+
+
 def test_config_names_carry_a_version_so_a_new_build_can_be_deployed():
     for section in ("configs", "secrets"):
         for name, entry in COMPOSE[section].items():
@@ -175,10 +220,17 @@ def test_the_dockerfile_takes_the_base_image_as_an_argument_and_runs_as_a_user()
     assert not DOCKERFILE.startswith("# syntax="), "a syntax line makes BuildKit pull its frontend"
 
 
+def test_the_image_installs_no_extras_unless_asked_and_the_pinned_versions():
+    assert re.search(r'^ARG EXTRAS=""$', DOCKERFILE, re.MULTILINE)
+    install = re.search(r"pip install .*$", DOCKERFILE, re.MULTILINE).group(0)
+    assert '"/src${EXTRAS:+[$EXTRAS]}"' in install and "$constraints" in install
+    assert "--constraint /src/constraints.txt" in DOCKERFILE
+
+
 def test_the_build_context_holds_the_package_and_nothing_else():
     patterns = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
     context = set(exclude_paths(str(ROOT), patterns))
-    for needed in ("pyproject.toml", "README.md", "exporter/catalogue.py", "exporter/swarm.py", "exporter/healthcheck.py", "pharos/cli.py"):
+    for needed in ("pyproject.toml", "constraints.txt", "README.md", "exporter/catalogue.py", "exporter/swarm.py", "exporter/healthcheck.py", "pharos/cli.py"):
         assert needed in context
     assert any(path.startswith("exporter/profiles/schemas/") for path in context)
     for kept_out in (".venv", ".git", "tests", "docs", "build", "secrets", "bench"):

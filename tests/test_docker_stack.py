@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -30,7 +29,7 @@ from pharos_monitoring.config.build import build
 from pharos_monitoring.config.stack_config import parse
 from pharos_monitoring.config.swarm_discovery import SWARM_JOB
 
-from docker_engine import ROOT, Engine, EngineError, binary_image, free_tcp_port, pharos_image, running_engine
+from docker_engine import PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, pharos_image, prometheus_image  # noqa: F401 - engine: the session's fixture
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +38,6 @@ DEMO_REPLICAS = 2
 SERVICES = ("prometheus", "alertmanager", "pharos-exporter", "demo")
 DEPLOY_TIMEOUT = 180.0
 EXPORTER = "pharos-exporter:9841"  # the exporter service of the compose file
-ALERTMANAGER_TEMPLATES = "/usr/share/prometheus/alertmanager"  # Debian's Alertmanager does not embed them
-
-
-@pytest.fixture(scope="module")
-def engine():
-    with running_engine() as engine:
-        yield engine
 
 
 def stack_file(tmp_path: Path) -> Path:
@@ -111,11 +103,8 @@ def describe_targets(engine: Engine) -> str:
 def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporter(engine: Engine, tmp_path: Path):
     started = time.monotonic()
     pharos = pharos_image(engine)
-    prometheus = binary_image(engine, "local/prometheus:test", shutil.which("prometheus") or "/usr/bin/prometheus", "prometheus", "/prometheus")
-    alertmanager = binary_image(
-        engine, "local/alertmanager:test", shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager", "alertmanager", "/alertmanager",
-        files=sorted(str(path) for path in Path(ALERTMANAGER_TEMPLATES).glob("*.tmpl")),
-    )
+    prometheus = prometheus_image(engine)
+    alertmanager = alertmanager_image(engine)
     images_built = time.monotonic()
     image = json.loads(engine.text("image", "inspect", "--format", "{{json .Config}}", pharos))
     assert image["User"] == "10001:10001" and "pharos_monitoring.exporter.healthcheck" in image["Healthcheck"]["Test"]
@@ -179,7 +168,7 @@ def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporte
         up = prometheus_api(engine, "/api/v1/query", 'up{job=~"alertmanager|prometheus|pharos-exporter"}')["result"]
         assert sorted((r["metric"]["job"], r["value"][1]) for r in up) == [("alertmanager", "1"), ("pharos-exporter", "1"), ("prometheus", "1")]
         assert not engine.registry_attempts(), "the engine tried to pull: an image was given by tag"
-        size = image_size(engine, pharos) - image_size(engine, "local/pharos-base:test")
+        size = image_size(engine, pharos) - image_size(engine, PYTHON_BASE)
         print(
             f"\nstack test: the pharos image adds {size / 1e6:.0f} MB to its base; images {images_built - started:.0f} s, deploy {deployed - images_built:.0f} s, "
             f"discovery and checks {time.monotonic() - deployed:.0f} s"
@@ -188,15 +177,13 @@ def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporte
         remove_stack(engine)
 
 
-def image_size(engine: Engine, image: str) -> int:
-    return int(engine.text("image", "inspect", "--format", "{{.Size}}", image))
-
-
 def remove_stack(engine: Engine) -> None:
     engine.docker("stack", "rm", STACK, check=False)
 
     def gone() -> bool:
         leftovers = engine.text("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={STACK}")
-        return not leftovers and not engine.text("service", "ls", "-q")
+        services = engine.text("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}")
+        networks = engine.text("network", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}")
+        return not leftovers and not services and not networks
 
     engine.wait_until(gone, f"stack {STACK} to be removed", limit=90, step=1.0)

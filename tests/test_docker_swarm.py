@@ -31,7 +31,7 @@ from pharos_monitoring.exporter.serving.server import make_server
 from pharos_monitoring.exporter.swarm import SwarmCollector
 from helpers import promtool_check_metrics
 
-from docker_engine import Engine, EngineError, busybox_image, free_tcp_port, running_engine
+from docker_engine import Engine, EngineError, busybox_image, engine, free_tcp_port  # noqa: F401 - engine: the session's fixture
 
 pytestmark = pytest.mark.slow
 
@@ -41,15 +41,16 @@ FAILING = "crashing"
 SNAPSHOT_ATTEMPTS = 40
 
 
-@pytest.fixture(scope="module")
-def engine():
-    with running_engine() as engine:
-        busybox_image(engine, BUSYBOX)
-        yield engine
+@pytest.fixture(scope="module", autouse=True)
+def services_removed_at_the_end(engine: Engine):
+    """The engine outlives this module (other Docker tests share it): leave no service behind."""
+    yield
+    for service in (HEALTHY, FAILING):
+        engine.docker("service", "rm", service, check=False)
 
 
 def busybox(engine: Engine) -> str:
-    return engine.image_id(BUSYBOX)
+    return engine.image_id(busybox_image(engine, BUSYBOX))
 
 
 @pytest.fixture(scope="module")
