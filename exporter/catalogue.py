@@ -115,11 +115,21 @@ SCRAPE_ERROR_REASONS = (
     "internal_error",  # a bug in the exporter: please report it
 )
 
+# Why series of a target's document were rewritten or left out (config `limits`), exposed as
+# `pharos_scrape_limited_series{reason}`: a target's output stays bounded whatever it sends.
+LIMIT_REASONS = (
+    "series_limit",  # left out: the target already has max_series_per_target series
+    "label_too_long",  # a label value shortened to max_label_value_length characters
+    "label_not_utf8",  # characters UTF-8 cannot encode (lone surrogates) replaced by U+FFFD
+)
+
 _RUNTIME = "Runtime"
 _HTTP = "HTTP server"
 _APP = "Application"
 _PROCESS = "Process"
 _EXPORTER = "Exporter"
+# Metrics the exporter reports itself (about scrapes, the target's process): never limited.
+OWN_GROUPS = frozenset({_EXPORTER, _PROCESS})
 
 # --- Runtime: garbage collection -------------------------------------------------------------
 GC_COLLECTIONS = Metric(
@@ -330,6 +340,15 @@ SCRAPE_ROUTES = Metric(
     (),
     _EXPORTER,
 )
+SCRAPE_LIMITED_SERIES = Metric(
+    "pharos_scrape_limited_series",
+    GAUGE,
+    "Series of the target's last document the exporter rewrote or left out to keep its output bounded, by reason "
+    "(series_limit: left out beyond limits.max_series_per_target; label_too_long: a label value shortened to "
+    "limits.max_label_value_length; label_not_utf8: characters UTF-8 cannot encode replaced by U+FFFD). Absent after a failed scrape.",
+    (Label.REASON,),
+    _EXPORTER,
+)
 # Counters on the exporter's own /metrics, across all scrapes since it started.
 EXPORTER_SCRAPES = Metric(
     "pharos_exporter_scrapes_total",
@@ -357,6 +376,28 @@ EXPORTER_BUILD_INFO = Metric(
     GAUGE,
     "Always 1; labels give the exporter's version and Python version.",
     ("version", "python_version"),
+    _EXPORTER,
+)
+EXPORTER_HTTP_CONNECTIONS = Metric(
+    "pharos_exporter_http_connections",
+    GAUGE,
+    "Client connections open to the exporter's HTTP server.",
+    (),
+    _EXPORTER,
+)
+EXPORTER_HTTP_IN_FLIGHT = Metric(
+    "pharos_exporter_http_requests_in_flight",
+    GAUGE,
+    "Requests being answered by the exporter's workers (at most --web.max-requests).",
+    (),
+    _EXPORTER,
+)
+EXPORTER_HTTP_REJECTED = Metric(
+    "pharos_exporter_http_requests_rejected_total",
+    COUNTER,
+    "Requests or connections the exporter's HTTP server refused or dropped before any endpoint, by reason "
+    "(max_requests, max_connections, rate_limit, auth_busy, header_timeout, bad_request, request_timeout).",
+    (Label.REASON,),
     _EXPORTER,
 )
 

@@ -16,10 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from . import catalogue as c
 from . import exposition
+from .cancellation import NEVER, Cancellation
 from .config import Config
 from .fetch import Fetcher
 from .jsonmap import ModuleStats
@@ -27,6 +29,7 @@ from .process import ProcessWatcher
 from .profiles import PROFILES, get as get_profile
 from .routes import RouteTable
 from .scrape import Outcome, Scraper, Target
+from .slots import SlotAccount
 from .serving.allowlist import AllowList
 
 log = logging.getLogger("pharos.exporter")
@@ -54,10 +57,14 @@ class Exporter:
         )
         info.labels(__version__, platform.python_version()).set(1)
         self.denied = Counter(c.EXPORTER_PROBES_DENIED.family, c.EXPORTER_PROBES_DENIED.help, registry=self.registry)
-        self.scraper = Scraper(self.registry, config.limits.max_concurrent_scrapes)
-        self.module_stats = ModuleStats(self.registry)
+        self.scraper = Scraper(self.registry, config.limits.max_concurrent_scrapes, config.limits)
+        # Only with modules configured: families without samples are noise on /metrics.
+        self.module_stats = ModuleStats(self.registry) if config.modules else None
         for name in config.modules:
             self.module_stats.prepare(name)
+        for profile_name in (*PROFILES, *config.modules):  # known label values start at 0
+            for result in ("success", "failure"):
+                self.scraper.scrapes.labels(profile_name, result)
         self.allow = AllowList(config.probe.allow)
         self.swarm = None
         if config.swarm.enabled:
@@ -80,7 +87,7 @@ class Exporter:
             routes=RouteTable(limits.max_routes_per_target),
             health=spec.health,
             process=ProcessWatcher(spec.process) if spec.process else None,
-            slots=threading.BoundedSemaphore(limits.max_concurrent_per_target),
+            slots=SlotAccount(limits.max_concurrent_per_target),
             labels={c.Label.TARGET: spec.name},
         )
 
@@ -97,11 +104,15 @@ class Exporter:
                 timeout = min(timeout, offered - margin)
         return time.monotonic() + timeout
 
-    def scrape_all(self, deadline: float) -> list[Outcome]:
+    def scrape_all(self, deadline: float, cancellation: Cancellation = NEVER) -> list[Outcome]:
         if self._pool is None:
-            return [self.scraper.scrape(target, deadline) for target in self.targets]
-        futures = [self._pool.submit(self.scraper.scrape, target, deadline) for target in self.targets]
+            return [self.scraper.scrape(target, deadline, cancellation) for target in self.targets]
+        futures = [self._pool.submit(self.scraper.scrape, target, deadline, cancellation) for target in self.targets]
         return [future.result() for future in futures]
+
+    def watch_server(self, stats) -> None:
+        """Expose the HTTP server's counts (serving/connections.py ServerStats) on /metrics."""
+        self.registry.register(_ServerCollector(stats))
 
     def probe_target(self, url: str, profile_name: str, params: dict[str, list[str]] | None = None) -> Target:
         """The remembered state of a probed target (connections, route table), created on first use.
@@ -126,7 +137,7 @@ class Exporter:
                 fetcher=Fetcher(auth, tls, limits.max_response_bytes, allow=self.allow),
                 routes=RouteTable(limits.max_routes_per_target),
                 health=health,
-                slots=threading.BoundedSemaphore(limits.max_concurrent_per_target),
+                slots=SlotAccount(limits.max_concurrent_per_target),
             )
             self._probe_targets[key] = target
             while len(self._probe_targets) > probe.max_targets_remembered:
@@ -168,3 +179,20 @@ def probe_url(target: str, profile_name: str) -> str:
         default_path = PROFILES[profile_name].default_path if profile_name in PROFILES else "/"
         target = f"{parts.scheme}://{parts.netloc}{default_path}"
     return target
+
+
+class _ServerCollector:
+    def __init__(self, stats) -> None:
+        self.stats = stats
+
+    def collect(self):
+        stats = self.stats
+        yield GaugeMetricFamily(c.EXPORTER_HTTP_CONNECTIONS.name, c.EXPORTER_HTTP_CONNECTIONS.help, value=stats.connections_open)
+        yield GaugeMetricFamily(c.EXPORTER_HTTP_IN_FLIGHT.name, c.EXPORTER_HTTP_IN_FLIGHT.help, value=stats.in_flight)
+        rejected = CounterMetricFamily(c.EXPORTER_HTTP_REJECTED.family, c.EXPORTER_HTTP_REJECTED.help, labels=c.EXPORTER_HTTP_REJECTED.labels)
+        for reason, count in stats.rejected.items():
+            rejected.add_metric([reason], count)
+        yield rejected
+
+    def describe(self):
+        return []

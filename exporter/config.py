@@ -7,13 +7,15 @@ Secrets are never accepted inline: passwords and tokens come from files or envir
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-import yaml
+from .yaml_file import load_yaml_file, regular_file_problem, shown
 
 DEFAULT_LISTEN = "0.0.0.0:9841"
 DEFAULT_PROFILE = "pharo"
@@ -40,6 +42,9 @@ class Secret:
 
     def _read(self) -> str:
         if self.file:
+            problem = regular_file_problem(self.file)
+            if problem.startswith("it is "):  # a FIFO would block the read for ever
+                raise ConfigError(f"cannot read secret file {self.file}: {problem}")
             try:
                 with open(self.file, encoding="utf-8") as handle:
                     return handle.read().strip()
@@ -127,8 +132,11 @@ class Limits:
     timeout_margin_seconds: float = 0.5
     max_response_bytes: int = 16 * 1024 * 1024
     max_routes_per_target: int = 200
-    max_concurrent_scrapes: int = 32
+    max_concurrent_scrapes: int = 128  # shared fairly between targets (exporter/slots.py)
     max_concurrent_per_target: int = 4
+    # What one target's document may add (docs/reliability.md, "Bounded output from any input").
+    max_series_per_target: int = 20_000
+    max_label_value_length: int = 256
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,9 @@ class _Reader:
             value = float(value)
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
-            raise self.fail(_join(path, key), f"expected {names}, got {type(value).__name__} {value!r}")
+            raise self.fail(_join(path, key), f"expected {names}, got {type(value).__name__} {shown(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(_join(path, key), f"must be a finite number, got {value}")
         if check is not None:
             problem = check(value)
             if problem:
@@ -217,26 +227,28 @@ def _non_negative(value) -> str:
 def check_url(url: str) -> str:
     """A problem with a target URL, or ''."""
     if any(character.isspace() or ord(character) < 32 for character in url):
-        return f"{url!r} contains whitespace or control characters"
+        return f"{shown(url)} contains whitespace or control characters"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        return f"{url!r} is not an http:// or https:// URL"
+        return f"{shown(url)} is not an http:// or https:// URL"
     if "@" in parts.netloc:
         # Credentials in a URL end up in logs and on landing pages.
         return "credentials in the URL are not accepted; use auth.basic_auth with password_file or password_env"
     if not parts.hostname:
-        return f"{url!r} has no host"
+        return f"{shown(url)} has no host"
     try:
-        parts.port
+        port = parts.port
     except ValueError:
-        return f"{url!r} has an invalid port"
+        return f"{shown(url)} has an invalid port"
+    if port == 0:
+        return f"{shown(url)} has port 0, which no server listens on; give the target's port, or none for the scheme's default"
     return ""
 
 
 def check_listen(listen: str) -> str:
     host, colon, port = listen.rpartition(":")
     if not colon or not port.isdigit() or not 0 <= int(port) < 65536:
-        return f"{listen!r} is not HOST:PORT with a port between 0 (any free port) and 65535, e.g. 0.0.0.0:9841 or :9841"
+        return f"{shown(listen)} is not HOST:PORT with a port between 0 (any free port) and 65535, e.g. 0.0.0.0:9841 or :9841"
     return ""
 
 
@@ -296,11 +308,39 @@ def read_tls(reader: _Reader, value: Any, path: str, unsupported: Mapping[str, s
     )
     for key in ("ca_file", "cert_file", "key_file"):
         name = getattr(tls, key)
-        if name and not os.path.isfile(name):
+        if name and not os.path.exists(name):
             raise reader.fail(_join(path, key), f"file {name} does not exist")
+        problem = regular_file_problem(name) if name else ""
+        if problem:
+            raise reader.fail(_join(path, key), f"cannot use {name}: {problem}")
     if tls.key_file and not tls.cert_file:
         raise reader.fail(_join(path, "key_file"), "a key_file needs a cert_file")
+    _check_certificates(reader, tls, path)
     return tls
+
+
+def _check_certificates(reader: _Reader, tls: TLS, path: str) -> None:
+    """Load the files as the client will, so that a wrong file fails at start, naming itself."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca_file:
+        try:
+            context.load_verify_locations(cafile=tls.ca_file)
+        except (ssl.SSLError, ValueError) as error:
+            raise reader.fail(_join(path, "ca_file"), f"{tls.ca_file} holds no PEM CA certificate ({_ssl_reason(error)})") from None
+    if tls.cert_file:
+        try:
+            # An encrypted key would make OpenSSL ask for its password on the terminal.
+            context.load_cert_chain(tls.cert_file, tls.key_file or None, password=lambda: b"")
+        except (ssl.SSLError, ValueError) as error:
+            key = f" with {tls.key_file}" if tls.key_file else ""
+            problem = "the key does not match the certificate" if "KEY_VALUES_MISMATCH" in str(error) else (
+                "not a PEM certificate and its unencrypted PEM private key"
+            )
+            raise reader.fail(_join(path, "cert_file"), f"cannot load {tls.cert_file}{key}: {problem} ({_ssl_reason(error)})") from None
+
+
+def _ssl_reason(error: Exception) -> str:
+    return str(getattr(error, "reason", None) or error).splitlines()[0][:120]
 
 
 def _profile_name(reader: _Reader, data: dict, key: str, path: str, default: str) -> str:
@@ -308,7 +348,7 @@ def _profile_name(reader: _Reader, data: dict, key: str, path: str, default: str
 
     name = reader.typed(data, key, path, str, default)
     if name not in PROFILES:
-        raise reader.fail(_join(path, key), f"unknown profile {name!r}; known profiles: {', '.join(sorted(PROFILES))}")
+        raise reader.fail(_join(path, key), f"unknown profile {shown(name)}; known profiles: {', '.join(sorted(PROFILES))}")
     return name
 
 
@@ -322,7 +362,7 @@ def _target(reader: _Reader, value: Any, path: str, index: int) -> Target:
         raise reader.fail(_join(path, "url"), "every target needs a url, e.g. http://127.0.0.1:8080/stats")
     name = reader.typed(data, "name", path, str, f"target{index}" if index else "app")
     if not _NAME.match(name):
-        raise reader.fail(_join(path, "name"), f"{name!r} may only hold letters, digits and _.:-")
+        raise reader.fail(_join(path, "name"), f"{shown(name)} may only hold letters, digits and _.:-")
     process_path = _join(path, "process")
     process_data = reader.mapping(data.get("process"), process_path, {"pid", "pid_file", "name"})
     process = Process(
@@ -352,7 +392,14 @@ def _limits(reader: _Reader, value: Any, path: str) -> Limits:
         max_routes_per_target=reader.typed(data, "max_routes_per_target", path, int, defaults.max_routes_per_target, _positive),
         max_concurrent_scrapes=reader.typed(data, "max_concurrent_scrapes", path, int, defaults.max_concurrent_scrapes, _positive),
         max_concurrent_per_target=reader.typed(data, "max_concurrent_per_target", path, int, defaults.max_concurrent_per_target, _positive),
+        max_series_per_target=reader.typed(data, "max_series_per_target", path, int, defaults.max_series_per_target, _positive),
+        max_label_value_length=reader.typed(data, "max_label_value_length", path, int, defaults.max_label_value_length, _label_length),
     )
+
+
+def _label_length(value) -> str:
+    # A shortened value keeps its start and ends with "…" and 8 letters of a hash.
+    return "" if value >= 32 else f"must be at least 32 (characters), got {value}"
 
 
 def _probe(reader: _Reader, value: Any, path: str) -> Probe:
@@ -381,7 +428,7 @@ DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "http://", "https://")
 
 def check_docker_host(value: str) -> str:
     if not value.startswith(DOCKER_HOST_SCHEMES) or len(value) <= len(value.split("://")[0]) + 3:
-        return f"{value!r} is not a Docker Engine address; give unix:///var/run/docker.sock or tcp://HOST:2376"
+        return f"{shown(value)} is not a Docker Engine address; give unix:///var/run/docker.sock or tcp://HOST:2376"
     return ""
 
 
@@ -423,22 +470,10 @@ def _modules(reader: _Reader, data: dict, source: str) -> dict:
     if extra:
         for name, module in load_modules_file(extra).items():
             if name in modules:
-                raise reader.fail("modules_file", f"module {name!r} is defined both here and in {extra}")
+                raise reader.fail("modules_file", f"module {shown(name)} is defined both here and in {extra}")
             modules[name] = module
     return modules
 
 
 def load(path: str) -> Config:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the configuration file: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{path}: {where}not valid YAML: {problem}") from None
-    return parse(data, path)
+    return parse(load_yaml_file(path, "configuration file", ConfigError), path)

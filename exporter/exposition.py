@@ -11,12 +11,15 @@ through `generate_latest`.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Iterable, Sequence
 
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric as Family
 from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
 from prometheus_client.utils import floatToGoString
+
+log = logging.getLogger("pharos.exporter")
 
 # Names generate_latest moves into families of their own (OpenMetrics-only samples).
 _OPENMETRICS_SUFFIXES = ("_created", "_gsum", "_gcount")
@@ -100,20 +103,45 @@ class _Collection:
 
 def render(families: Iterable[Family]) -> bytes:
     """The text exposition of `families`; families of the same name (several targets report the
-    same metrics) share one HELP/TYPE header, since an exposition may not repeat it."""
+    same metrics) share one HELP/TYPE header, since an exposition may not repeat it.
+
+    Never raises for a family it cannot write (a label value UTF-8 cannot encode, say): that
+    family is left out and logged, the others of its name and the rest of the page stay."""
     groups: dict[str, list[Family]] = {}
     for family in families:
         groups.setdefault(family.name, []).append(family)
-    parts: list[str] = []
+    parts: list[bytes] = []
     for group in groups.values():
-        first = group[0]
-        # Reading's families write their own lines (a `sample_lines()` method); others cannot.
-        if all(hasattr(family, "sample_lines") for family in group):
-            parts.append(header(first.name, first.documentation, first.type))
-            parts.extend(family.sample_lines() for family in group)
-        else:
-            parts.append(_generic(group).decode("utf-8"))
-    return "".join(parts).encode("utf-8")
+        try:
+            parts.append(_group(group))
+        except Exception:  # noqa: BLE001 - find the family at fault, keep the others
+            parts.append(_without_failing(group))
+    return b"".join(parts)
+
+
+def _group(group: list[Family]) -> bytes:
+    first = group[0]
+    # Reading's families write their own lines (a `sample_lines()` method); others cannot.
+    if all(hasattr(family, "sample_lines") for family in group):
+        lines = [header(first.name, first.documentation, first.type)]
+        lines.extend(family.sample_lines() for family in group)
+        return "".join(lines).encode("utf-8")
+    return _generic(group)
+
+
+def _without_failing(group: list[Family]) -> bytes:
+    kept = []
+    for family in group:
+        try:
+            _group([family])
+            kept.append(family)
+        except Exception as error:  # noqa: BLE001
+            log.error("left out a family of %s that cannot be rendered (a bug: please report it): %s: %s", family.name, type(error).__name__, error)
+    try:
+        return _group(kept) if kept else b""
+    except Exception as error:  # noqa: BLE001 - fine alone, not together: leave the name out
+        log.error("left out %s, which cannot be rendered: %s: %s", group[0].name, type(error).__name__, error)
+        return b""
 
 
 def _generic(group: list[Family]) -> bytes:

@@ -8,8 +8,13 @@ make the deadline hard:
   that are not ours to time: http.client reads the status line, the headers and chunk-size lines
   with many `recv` calls under one timeout, which a trickling target can stretch without end.
 
-A probe's Fetcher also carries the allow-list: every new connection asks it where it may go, on the
-host the HTTP client itself parsed, and connects only to the addresses it checked.
+A probe's Fetcher also carries the allow-list: the URL is normalized (`AllowList.normalize`, the
+form the allow-list checked) and requested as such; every new connection asks it where it may go,
+on the host the HTTP client itself parsed, and connects only to the addresses it checked.
+
+Names are resolved through exporter/resolver.py under the same deadline (getaddrinfo itself cannot
+be interrupted), and every socket is created by us and handed to the watchdog before it connects.
+A `Cancellation` expires the fetch at once, as the deadline does: its sockets are shut down.
 """
 
 from __future__ import annotations
@@ -27,13 +32,16 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.util import connection as urllib3_connection
 
-from .serving.allowlist import AddressNotAllowed, AllowList
+from . import resolver as resolution
+from .cancellation import NEVER, Cancellation
 from .config import Auth, ConfigError, TLS
+from .resolver import ResolutionTimeout, Resolver, ResolverBusy
+from .serving.allowlist import AddressNotAllowed, AllowList, AmbiguousURL
 
 CHUNK = 64 * 1024
 USER_AGENT = "pharos-exporter"
+PROBE_LOOP_HEADER = "X-Pharos-Exporter"
 
 
 class ScrapeError(Exception):
@@ -60,6 +68,7 @@ class Fetcher:
     tls: TLS = field(default_factory=TLS)
     max_bytes: int = 16 * 1024 * 1024
     allow: AllowList | None = None  # /probe targets: checked again at every connect
+    resolver: Resolver | None = None  # None: the exporter's shared resolver.RESOLVER
 
     def __post_init__(self) -> None:
         self._session = _SessionWithoutRedirects()
@@ -67,6 +76,9 @@ class Fetcher:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = USER_AGENT
+        # Marks the request as an exporter's: an exporter refuses to probe on behalf of another
+        # (serving/endpoints.py), so probes through exporters cannot nest.
+        self._session.headers[PROBE_LOOP_HEADER] = "1"
         # Stats documents are read once and thrown away: compression costs the exporter CPU.
         self._session.headers["Accept-Encoding"] = "identity"
         self._session.verify = self.tls.verify_argument()
@@ -87,9 +99,17 @@ class Fetcher:
         headers: dict[str, str] | None = None,
         accept_statuses: frozenset[int] = frozenset({200}),
         body: bytes | None = None,
+        cancellation: Cancellation = NEVER,
     ) -> Response:
         """GET (or `method`) `url` and return its body, or raise ScrapeError by `deadline`
-        (a `time.monotonic()` value)."""
+        (a `time.monotonic()` value), or at once with reason timeout when `cancellation` is set."""
+        if cancellation.cancelled:
+            raise ScrapeError("timeout", f"{cancellation.why}: scrape cancelled before {url} was contacted")
+        if self.allow is not None:
+            try:
+                url = self.allow.normalize(url)
+            except AmbiguousURL as error:
+                raise ScrapeError("connection_error", f"not contacted: {error}") from None
         try:
             credentials = self.auth.headers()
         except ConfigError as error:
@@ -99,13 +119,15 @@ class Fetcher:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ScrapeError("timeout", "no time left before the scrape deadline")
-        guard = _Guard(deadline)
-        _current.guard, _current.allow = guard, self.allow
+        guard = _Guard(deadline, cancellation)
+        _current.guard, _current.allow, _current.resolver = guard, self.allow, self.resolver or resolution.RESOLVER
+        unhook = cancellation.on_cancel(guard.expire)
         try:
             _WATCHDOG.watch(guard)
             return self._fetch(url, deadline, remaining, method, request_headers, accept_statuses, guard, body)
         finally:
-            _current.guard = _current.allow = None
+            unhook()
+            _current.guard = _current.allow = _current.resolver = None
             _WATCHDOG.release(guard)
 
     def _fetch(self, url, deadline, remaining, method, request_headers, accept_statuses, guard, body=None) -> Response:
@@ -120,20 +142,21 @@ class Fetcher:
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as error:
+            if guard.cancelled:
+                raise ScrapeError("timeout", f"{guard.cancellation.why}: scrape of {url} cancelled") from None
             raise ScrapeError("tls_error", _short(error)) from None
-        except requests.exceptions.ConnectTimeout:
-            raise ScrapeError("timeout", f"no connection to {url} within {remaining:.2f}s") from None
-        except requests.exceptions.ReadTimeout:
-            raise ScrapeError("timeout", f"no response from {url} within {remaining:.2f}s") from None
-        except (requests.exceptions.RequestException, ValueError) as error:
-            if guard.expired:
-                raise ScrapeError("timeout", f"no complete response headers from {url} within {remaining:.2f}s") from None
-            denied = _cause(error, AddressNotAllowed)
-            if denied is not None:
-                raise ScrapeError("connection_error", str(denied)) from None
-            if _refused(error):
-                raise ScrapeError("connection_refused", f"connection to {url} refused") from None
-            raise ScrapeError("connection_error", _short(error)) from None
+        except requests.exceptions.RequestException as error:
+            if guard.cancelled:
+                raise ScrapeError("timeout", f"{guard.cancellation.why}: scrape of {url} cancelled") from None
+            unresolved = _cause(error, ResolutionTimeout)
+            if unresolved is not None:
+                raise ScrapeError("timeout", str(unresolved)) from None
+            busy = _cause(error, ResolverBusy)
+            if busy is not None:
+                raise ScrapeError("concurrency_limit", str(busy)) from None
+            raise _classified(error, url, remaining, guard) from None
+        except ValueError as error:
+            raise _classified(error, url, remaining, guard) from None
         try:
             status = response.status_code
             if status not in accept_statuses:
@@ -156,6 +179,14 @@ class Fetcher:
             response.close()
 
     def _read(self, response: requests.Response, deadline: float, guard: _Guard) -> bytes:
+        try:
+            return self._read_body(response, deadline, guard)
+        except ScrapeError as error:
+            if guard.cancelled and error.reason == "timeout":
+                raise ScrapeError("timeout", f"{guard.cancellation.why}: {error.detail}") from None
+            raise
+
+    def _read_body(self, response: requests.Response, deadline: float, guard: _Guard) -> bytes:
         raw = response.raw
         sock = _socket_of(raw)
         chunks: list[bytes] = []
@@ -204,6 +235,22 @@ class Fetcher:
         return data
 
 
+def _classified(error: BaseException, url: str, remaining: float, guard: _Guard) -> ScrapeError:
+    """The ScrapeError for what `requests` raised before any response arrived."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return ScrapeError("timeout", f"no connection to {url} within {remaining:.2f}s")
+    if isinstance(error, requests.exceptions.ReadTimeout):
+        return ScrapeError("timeout", f"no response from {url} within {remaining:.2f}s")
+    if guard.expired:
+        return ScrapeError("timeout", f"no complete response headers from {url} within {remaining:.2f}s")
+    denied = _cause(error, AddressNotAllowed)
+    if denied is not None:
+        return ScrapeError("connection_error", str(denied))
+    if _refused(error):
+        return ScrapeError("connection_refused", f"connection to {url} refused")
+    return ScrapeError("connection_error", _short(error))
+
+
 class _SessionWithoutRedirects(requests.Session):
     """Redirects are not followed: credentials must not travel to another host, and a probe must
     not be bounced past the allow-list. `allow_redirects=False` is not enough: requests still
@@ -217,12 +264,17 @@ class _SessionWithoutRedirects(requests.Session):
 class _Guard:
     """The sockets one fetch uses, shut down if the fetch is still running at its deadline."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, cancellation: Cancellation = NEVER):
         self.deadline = deadline
+        self.cancellation = cancellation
         self.expired = False
         self.done = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancellation.cancelled
 
     def attach(self, sock: socket.socket | None) -> None:
         if sock is None:
@@ -305,6 +357,25 @@ _WATCHDOG = _Watchdog()
 _current = threading.local()  # the guard of the fetch running on this thread
 
 
+def _addresses_for(host: str, guard: _Guard) -> list[str]:
+    """Where a connection to `host` goes: the allow-list's checked addresses for a probe, else the
+    name resolved under the fetch's deadline (ResolutionTimeout, ResolverBusy: both OSError)."""
+    host = host.strip("[]")
+    allow = getattr(_current, "allow", None)
+    if allow is not None:
+        addresses = allow.connect_addresses(host, guard.deadline, guard.cancellation)
+        if addresses is not None:
+            return addresses
+    found = _current.resolver.resolve(host, guard.deadline, guard.cancellation)
+    if not found:
+        raise socket.gaierror(socket.EAI_NONAME, f"{host} does not resolve")
+    return [str(address) for address in found]
+
+
+def _seconds(timeout, deadline: float) -> float:
+    return float(timeout) if isinstance(timeout, (int, float)) else deadline - time.monotonic()
+
+
 def _attach_to_current_fetch(sock: socket.socket | None) -> None:
     guard = getattr(_current, "guard", None)
     if guard is not None:
@@ -316,24 +387,37 @@ def _guarded(connection_class):
 
     class Guarded(connection_class):
         def _new_conn(self):
-            allow = getattr(_current, "allow", None)
-            addresses = allow.connect_addresses(self.host) if allow is not None else None
-            sock = super()._new_conn() if addresses is None else self._connect_to(addresses)
-            _attach_to_current_fetch(sock)  # before a TLS handshake, which can trickle too
-            return sock
+            guard = getattr(_current, "guard", None)
+            if guard is None:  # not inside Fetcher.fetch
+                return super()._new_conn()
+            return self._connect_to(_addresses_for(self.host, guard), guard)
 
-        def _connect_to(self, addresses: list[str]):
-            """urllib3's _new_conn, on the addresses the allow-list checked instead of a second
-            resolution of the name; the Host header and TLS server name stay the name."""
+        def _connect_to(self, addresses: list[str], guard: _Guard):
+            """urllib3's _new_conn, on addresses resolved under the deadline (and, for a probe,
+            checked by the allow-list) instead of a resolution of its own; each socket is handed
+            to the watchdog before it connects. The Host header and TLS server name stay the name."""
             error: OSError | None = None
             for address in addresses:
+                if guard.expired:
+                    break
+                family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
                 try:
-                    return urllib3_connection.create_connection(
-                        (address, self.port), self.timeout, source_address=self.source_address, socket_options=self.socket_options
-                    )
+                    for option in self.socket_options or ():
+                        sock.setsockopt(*option)
+                    if self.source_address:
+                        sock.bind(self.source_address)
+                    guard.attach(sock)
+                    sock.settimeout(max(0.001, min(_seconds(self.timeout, guard.deadline), guard.deadline - time.monotonic())))
+                    if guard.expired:
+                        raise OSError("the fetch expired before connecting")
+                    sock.connect((address, self.port))
+                    return sock
                 except socket.timeout as timeout:
+                    sock.close()
                     raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from timeout
                 except OSError as failure:
+                    sock.close()
                     error = failure
             raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
 

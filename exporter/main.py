@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 
+import prometheus_client
+
 from .config import DEFAULT_LISTEN, Config, ConfigError, Target, check_listen, check_url, load
 from .profiles import PROFILES
 
@@ -22,6 +24,7 @@ ENVIRONMENT = {
     "PHAROS_PROBE_ALLOW": "--allow (comma-separated)",
     "PHAROS_LOG_LEVEL": "--log-level",
     "PHAROS_WEB_CONFIG_FILE": "--web.config.file",
+    "PHAROS_WEB_MAX_REQUESTS": "--web.max-requests",
 }
 
 
@@ -35,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--web.config.file", dest="web_config_file", default=env("PHAROS_WEB_CONFIG_FILE"), metavar="FILE",
         help="TLS and basic auth for every endpoint, in exporter-toolkit's web configuration format (env PHAROS_WEB_CONFIG_FILE)",
+    )
+    parser.add_argument(
+        "--web.max-requests", dest="web_max_requests", default=env("PHAROS_WEB_MAX_REQUESTS", "128"), metavar="N",
+        help="requests answered at once, 503 beyond (env PHAROS_WEB_MAX_REQUESTS; default 128)",
     )
     parser.add_argument("--swarm", action="store_true", default=None, help="also serve the Docker Swarm state on /metrics (on a manager node; engine from swarm.docker_host, else DOCKER_HOST)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary and exit (0 valid, 1 invalid)")
@@ -136,18 +143,28 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"pharos exporter: {error}", file=sys.stderr)
         return 1
+    try:
+        max_requests = int(args.web_max_requests)
+        if max_requests < 1:
+            raise ValueError
+    except ValueError:
+        print(f"pharos exporter: --web.max-requests (or PHAROS_WEB_MAX_REQUESTS): {args.web_max_requests!r} is not a whole number of 1 or more", file=sys.stderr)
+        return 1
     if args.check_config:
         print(summary(config))
         if web is not None:
             print("  " + web.config.summary())
         return 0
     from .collect import Exporter
+    from .serving.connections import Limits
     from .serving.server import make_server
+
+    prometheus_client.disable_created_metrics()  # `*_created`: one gauge per counter child, queried by nobody
 
     _raise_open_files_limit()
     exporter = Exporter(config)
     try:
-        server = make_server(exporter, config.listen, web)
+        server = make_server(exporter, config.listen, web, Limits(max_requests=max_requests))
     except OSError as error:
         exporter.close()
         print(f"pharos exporter: cannot listen on {config.listen}: {error.strerror or error}; choose another address with --listen", file=sys.stderr)

@@ -4,12 +4,20 @@ Profiles fill a Reading through its helpers (`gc`, `memory`, `http`, ...) or the
 never by naming a metric themselves. The collector turns Readings into prometheus_client metric
 families. Values are checked here, so every profile rejects a wrong type the same way: a
 `DocumentError` that names the JSON path.
+
+A Reading also bounds what a target's document can make of it (config `limits`): every label value
+of a new series is made encodable (lone surrogates become U+FFFD) and at most
+`max_label_value_length` characters long, and at most `max_series_per_target` series are kept.
+What was rewritten or left out is counted by reason (`limited`, exported as
+`pharos_scrape_limited_series`). The exporter's own metrics (catalogue.OWN_GROUPS) are exempt.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import re
 from typing import Any, Callable, Iterable, Mapping
 
 from prometheus_client.metrics_core import Metric as Family
@@ -17,7 +25,15 @@ from prometheus_client.samples import Sample
 
 from . import catalogue as c
 from . import exposition
+from .config import Limits
 from .exposition import format_value
+from .routes import template
+
+SERIES_LIMIT, LABEL_TOO_LONG, LABEL_NOT_UTF8 = c.LIMIT_REASONS
+DEFAULT_LIMITS = Limits()
+# The only code points a Python str holds that UTF-8 cannot encode: halves of surrogate pairs.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HASH_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
 class DocumentError(ValueError):
@@ -63,6 +79,31 @@ def sequence(value: Any, path: str) -> list:
     raise DocumentError(path, f"expected an array, got {type(value).__name__} {_preview(value)}")
 
 
+def status_code(value: Any, path: str) -> str:
+    """An HTTP status code as label text: an integer from 100 to 599 (JSON Schema's integers
+    include 404.0) or such a code written as three digits ("404"); else DocumentError."""
+    kind = value.__class__
+    if kind is int:
+        code = value
+    elif kind is float and value.is_integer():
+        code = int(value)
+    elif kind is str and len(value) == 3 and value.isascii() and value.isdigit():
+        code = int(value)
+    else:
+        raise DocumentError(path, f"expected an HTTP status code (an integer from 100 to 599), got {type(value).__name__} {_preview(value)}")
+    if not 100 <= code <= 599:
+        raise DocumentError(path, f"expected an HTTP status code (an integer from 100 to 599), got {code}")
+    return str(code)
+
+
+def shorten(value: str, length: int) -> str:
+    """`value` cut to `length` characters: its start, "…" and 8 letters (a-p) of a hash of the
+    whole value, so that values alike in their start stay apart and keep their series from
+    scrape to scrape. Letters, not digits: route templating must not take the hash for an ID."""
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return value[: length - 9] + "…" + digest.translate(_HASH_LETTERS)
+
+
 def _preview(value: Any) -> str:
     shown = repr(value)
     return shown if len(shown) <= 40 else shown[:37] + "..."
@@ -83,20 +124,39 @@ RouteMapper = Callable[[str], str]
 class Reading:
     """Samples for the metrics of the catalogue, keyed by metric and label values."""
 
-    def __init__(self, route_mapper: RouteMapper | None = None):
+    def __init__(self, route_mapper: RouteMapper | None = None, limits: Limits = DEFAULT_LIMITS):
         self._scalars: dict[c.Metric, dict[tuple[str, ...], float]] = {}
         self._histograms: dict[c.Metric, dict[tuple[str, ...], _Histogram]] = {}
         self._route = route_mapper if route_mapper is not None else (lambda route: route)
+        self._max_series = limits.max_series_per_target
+        self._max_length = limits.max_label_value_length
+        self._series = 0  # series of the target's document kept so far
+        self.limited = dict.fromkeys(c.LIMIT_REASONS, 0)  # series rewritten or left out, by reason
 
     # --- generic -----------------------------------------------------------------------------
     def set(self, metric: c.Metric, value: float, labels: tuple[str, ...] = ()) -> None:
         """Set one sample; `labels` are values in the order of `metric.labels`."""
-        self._scalars.setdefault(metric, {})[labels] = value
+        series = self._scalars.get(metric)
+        if series is None:
+            series = self._scalars[metric] = {}
+        if labels not in series:
+            labels = self._admit(metric, series, labels, 1)
+            if labels is None:
+                return
+        series[labels] = value
 
     def add(self, metric: c.Metric, value: float, labels: tuple[str, ...] = ()) -> None:
         """Add to one sample (several source entries may map onto one series)."""
-        series = self._scalars.setdefault(metric, {})
-        series[labels] = series.get(labels, 0.0) + value
+        series = self._scalars.get(metric)
+        if series is None:
+            series = self._scalars[metric] = {}
+        current = series.get(labels)
+        if current is None:
+            labels = self._admit(metric, series, labels, 1)
+            if labels is None:
+                return
+            current = series.get(labels, 0.0)
+        series[labels] = current + value
 
     def observe(
         self,
@@ -105,14 +165,25 @@ class Reading:
         count: float,
         total: float | None,
         buckets: Iterable[tuple[float, float]] = (),
+        rewritten: tuple[str, ...] = (),
     ) -> None:
-        """Merge cumulative histogram data (count, sum and `(upper bound, cumulative count)`)."""
+        """Merge cumulative histogram data (count, sum and `(upper bound, cumulative count)`).
+        `rewritten`: reasons for which the caller already rewrote a label value."""
         series = self._histograms.get(metric)
         if series is None:
             series = self._histograms[metric] = {}
         histogram = series.get(labels)
         if histogram is None:
-            histogram = series[labels] = _Histogram()
+            if not isinstance(buckets, (list, tuple)):
+                buckets = list(buckets)
+            # A histogram is a series per finite bound, le="+Inf", _count and (if known) _sum.
+            lines = 2 + (total is not None) + sum(1 for bound, _ in buckets if bound != math.inf)
+            labels = self._admit(metric, series, labels, lines, rewritten)
+            if labels is None:
+                return
+            histogram = series.get(labels)
+            if histogram is None:
+                histogram = series[labels] = _Histogram()
         histogram.count += count
         if total is None or histogram.sum is None:
             histogram.sum = None
@@ -121,6 +192,47 @@ class Reading:
         known = histogram.buckets
         for bound, cumulative in buckets:
             known[bound] = known.get(bound, 0.0) + cumulative
+
+    def limit_series(self, limit: int) -> None:
+        """Replace the target's series limit with a more specific one (a json mapping module's
+        `max_series`). Call it before the first write."""
+        self._max_series = limit
+
+    def _admit(self, metric: c.Metric, series: dict, labels: tuple[str, ...], lines: int, rewritten: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+        """The labels under which a series not yet in `series` is kept (its values rewritten
+        where they must be), or None when the target has used up its series. `lines`: the
+        exposition lines the series makes, the unit of the limit and of the counts."""
+        if metric.group in c.OWN_GROUPS:
+            return labels
+        limit = self._max_length
+        for value in labels:
+            if len(value) > limit or not value.isascii():
+                labels, more = self._clean(labels)
+                if labels in series:  # rewritten onto a series already kept: it merges there
+                    return labels
+                rewritten += more
+                break
+        if self._series + lines > self._max_series:
+            self.limited[SERIES_LIMIT] += lines
+            return None
+        self._series += lines
+        if rewritten:
+            for reason in set(rewritten):
+                self.limited[reason] += lines
+        return labels
+
+    def _clean(self, labels: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Label values made encodable and short enough; the reasons for which any changed."""
+        limit, values, reasons = self._max_length, [], []
+        for value in labels:
+            if not value.isascii() and _SURROGATE.search(value):
+                value = _SURROGATE.sub("\ufffd", value)
+                reasons.append(LABEL_NOT_UTF8)
+            if len(value) > limit:
+                value = shorten(value, limit)
+                reasons.append(LABEL_TOO_LONG)
+            values.append(value)
+        return tuple(values), tuple(reasons)
 
     def value(self, metric: c.Metric, labels: tuple[str, ...] = ()) -> float | None:
         return self._scalars.get(metric, {}).get(labels)
@@ -160,10 +272,17 @@ class Reading:
         duration_buckets: Iterable[tuple[float, float]] = (),
     ) -> None:
         """One (method, route, status) row of an application's request statistics."""
+        rewritten: tuple[str, ...] = ()
+        if len(route) > self._max_length:
+            # Shortened before the route table, which keeps what it is given. Templating first
+            # may strip a query string or IDs and leave a route short enough.
+            route = template(route)
+            if len(route) > self._max_length:
+                route, rewritten = shorten(route, self._max_length), (LABEL_TOO_LONG,)
         labels = (method.upper(), self._route(route), status)
-        self.observe(c.HTTP_REQUEST_DURATION, labels, count, duration_seconds, duration_buckets)
+        self.observe(c.HTTP_REQUEST_DURATION, labels, count, duration_seconds, duration_buckets, rewritten)
         if response_bytes is not None:
-            self.observe(c.HTTP_RESPONSE_SIZE, labels, count, response_bytes)
+            self.observe(c.HTTP_RESPONSE_SIZE, labels, count, response_bytes, (), rewritten)
 
     def info(self, runtime: str, runtime_version: str = "", application: str = "", application_version: str = "") -> None:
         self.set(c.RUNTIME_INFO, 1.0, (runtime, runtime_version, application, application_version))
@@ -184,6 +303,7 @@ class Reading:
             ReadingFamily(metric, series, extra_names, extra_values)
             for table in (self._scalars, self._histograms)
             for metric, series in table.items()
+            if series  # every series of it may have been left out
         ]
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -18,11 +18,14 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics_core import Metric as Family
 
 from . import catalogue as c
+from .cancellation import NEVER, Cancellation
+from .config import Limits
 from .fetch import Fetcher, ScrapeError
 from .process import ProcessWatcher
 from .profiles.base import Profile
 from .reading import DocumentError, Reading
 from .routes import RouteTable
+from .slots import FairSlots, SlotAccount, SlotUnavailable
 
 log = logging.getLogger("pharos.exporter")
 
@@ -37,8 +40,14 @@ class Target:
     routes: RouteTable
     health: bool = True
     process: ProcessWatcher | None = None
-    slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
+    # This target's standing in the exporter's FairSlots: SlotAccount(limits.max_concurrent_per_target).
+    # A BoundedSemaphore (how targets were built before) is taken for its size.
+    slots: SlotAccount = field(default_factory=SlotAccount)
     labels: dict[str, str] = field(default_factory=dict)  # e.g. {"target": "app"} in sidecar mode
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.slots, SlotAccount):
+            self.slots = SlotAccount(getattr(self.slots, "_initial_value", 4))
 
     @property
     def health_url(self) -> str | None:
@@ -57,11 +66,21 @@ class Outcome:
     families: list[Family] = field(default_factory=list)
 
 
-class Scraper:
-    """Scrapes targets within an overall concurrency bound and counts the results."""
+# Scrapes at once, all targets together. 128 rather than 32: with fair slots a stuck target holds
+# about one slot per scrape interval for its timeout, so the pool is sized for the stuck targets a
+# fleet can have at once while healthy ones keep their latency (more than capacity stuck targets
+# at once make healthy scrapes wait for the next freed slot, first in line). Idle slots cost
+# nothing; each busy one is a socket and at most max_response_bytes of buffered body.
+DEFAULT_MAX_CONCURRENT = 128
 
-    def __init__(self, registry: CollectorRegistry, max_concurrent: int = 32):
-        self._slots = threading.BoundedSemaphore(max_concurrent)
+
+class Scraper:
+    """Scrapes targets within an overall concurrency bound, shared fairly (exporter/slots.py), and
+    counts the results."""
+
+    def __init__(self, registry: CollectorRegistry, max_concurrent: int = DEFAULT_MAX_CONCURRENT, limits: Limits | None = None):
+        self.slots = FairSlots(max_concurrent)
+        self.limits = limits if limits is not None else Limits()  # what one target's document may add
         self.scrapes = Counter(
             c.EXPORTER_SCRAPES.family, c.EXPORTER_SCRAPES.help, c.EXPORTER_SCRAPES.labels, registry=registry
         )
@@ -71,13 +90,17 @@ class Scraper:
         for reason in c.SCRAPE_ERROR_REASONS:
             self.errors.labels(reason)
 
-    def scrape(self, target: Target, deadline: float) -> Outcome:
+    def scrape(self, target: Target, deadline: float, cancellation: Cancellation | None = NEVER) -> Outcome:
+        """Scrape `target` by `deadline` (`time.monotonic()`); when `cancellation` is cancelled
+        (its client went away) every wait stops at once, the slots are freed, and the outcome is
+        reason `timeout` with the cancellation's why ("client went away") in its detail."""
+        cancellation = cancellation or NEVER
         started = time.monotonic()
-        reading = Reading(target.routes)
+        reading = Reading(target.routes, self.limits)
         outcome = Outcome(success=False)
         try:
-            with _slot(target.slots, deadline, "this target"), _slot(self._slots, deadline, "the exporter"):
-                outcome.size = self._fill(target, reading, deadline)
+            with self._slot(target, deadline, cancellation):
+                outcome.size = self._fill(target, reading, deadline, cancellation)
             outcome.success = True
         except ScrapeError as error:
             outcome.reason, outcome.detail = error.reason, error.detail
@@ -100,15 +123,35 @@ class Scraper:
         outcome.families = reading.families(target.labels)
         return outcome
 
-    def _fill(self, target: Target, reading: Reading, deadline: float) -> int:
+    @contextmanager
+    def _slot(self, target: Target, deadline: float, cancellation: Cancellation):
+        try:
+            granted_at = self.slots.acquire(target.slots, deadline, cancellation)
+        except SlotUnavailable as refused:
+            if refused.why == "cancelled":
+                raise ScrapeError("timeout", f"{cancellation.why}: {refused.detail}") from None
+            raise ScrapeError("concurrency_limit", refused.detail) from None
+        try:
+            yield
+        finally:
+            self.slots.release(target.slots, granted_at)
+
+    def _fill(self, target: Target, reading: Reading, deadline: float, cancellation: Cancellation = NEVER) -> int:
         profile = target.profile
         response = target.fetcher.fetch(
-            target.url, deadline, profile.method, profile.accept, dict(profile.headers), profile.valid_statuses, profile.body
+            target.url,
+            deadline,
+            profile.method,
+            profile.accept,
+            dict(profile.headers),
+            profile.valid_statuses,
+            profile.body,
+            cancellation=cancellation,
         )
         profile.parse(decode(response.body, response.content_type), reading)
         health_url = target.health_url
         if health_url is not None:
-            _read_health(target, health_url, reading, deadline)
+            _read_health(target, health_url, reading, deadline, cancellation)
         return len(response.body)
 
 
@@ -132,31 +175,19 @@ def _short(error: BaseException) -> str:
     return message if len(message) <= 200 else message[:197] + "..."
 
 
-def _read_health(target: Target, url: str, reading: Reading, deadline: float) -> None:
+def _read_health(target: Target, url: str, reading: Reading, deadline: float, cancellation: Cancellation = NEVER) -> None:
     health = target.profile.health
     assert health is not None
     try:
-        response = target.fetcher.fetch(url, deadline, health.method, health.accept, accept_statuses=health.readable_statuses)
+        response = target.fetcher.fetch(
+            url, deadline, health.method, health.accept, accept_statuses=health.readable_statuses, cancellation=cancellation
+        )
         document = decode(response.body, response.content_type) if response.body.strip() else None
         health.parse(response.status, document, reading)
     except (ScrapeError, DocumentError, OverflowError) as error:
         # The stats answered but the health check did not: the application is not healthy.
         log.warning("health check %s of %s failed: %s", url, target.url, error)
         reading.health(False)
-
-
-class _slot:
-    """Acquire a semaphore before the deadline, or fail with reason concurrency_limit."""
-
-    def __init__(self, semaphore: threading.BoundedSemaphore, deadline: float, whose: str):
-        self.semaphore, self.deadline, self.whose = semaphore, deadline, whose
-
-    def __enter__(self):
-        if not self.semaphore.acquire(timeout=max(0.0, self.deadline - time.monotonic())):
-            raise ScrapeError("concurrency_limit", f"all scrape slots of {self.whose} stayed busy until the deadline")
-
-    def __exit__(self, *exc):
-        self.semaphore.release()
 
 
 def _scrape_health(reading: Reading, outcome: Outcome, target: Target) -> None:
@@ -166,3 +197,6 @@ def _scrape_health(reading: Reading, outcome: Outcome, target: Target) -> None:
     reading.set(c.SCRAPE_ROUTES, float(len(target.routes)))
     for reason in c.SCRAPE_ERROR_REASONS:
         reading.set(c.SCRAPE_ERROR, 1.0 if reason == outcome.reason else 0.0, (reason,))
+    if outcome.success:  # a failed scrape read no document, so nothing was limited
+        for reason, series in reading.limited.items():
+            reading.set(c.SCRAPE_LIMITED_SERIES, float(series), (reason,))

@@ -124,7 +124,12 @@ class Decoy:
 def rebinding_name(monkeypatch):
     """`rebind.test` resolves to 127.0.0.1 the first time and to 127.0.0.2 afterwards, as a
     DNS-rebinding attacker's name does. Only the resolver is replaced, for this one name: no DNS
-    server can be run on loopback for the system resolver to ask."""
+    server can be run on loopback for the system resolver to ask. The exporter's answer cache is
+    turned off, or it would hand the connection the checked answer and the rebinding never happen."""
+    from pharos_monitoring.exporter.resolver import RESOLVER
+
+    monkeypatch.setattr(RESOLVER, "ttl", 0.0)
+    RESOLVER.forget()
     real = socket.getaddrinfo
     answers = iter(["127.0.0.1"])
 
@@ -180,3 +185,69 @@ def test_urls_written_to_confuse_parsers_contact_nothing_off_the_list(target: st
         response = requests.get(base + "/probe", params={"target": target.format(port=decoy.port)}, timeout=10)
     assert decoy.accepts == 0, response.text
     assert response.status_code in (200, 400, 403), response.text
+
+
+# --- paths as they will be requested ----------------------------------------------------------------
+# With `http://host:port/app/` on the list, each of these reaches `/admin` on some server: by the
+# RFC's dot segments (which the HTTP client itself removes before sending), by percent-encoded dots
+# or slashes that the target decodes, by backslashes that some servers read as slashes, by Tomcat's
+# path parameters (`..;`), or by servers that merge duplicate slashes before removing dot segments.
+ESCAPING_PATHS = [
+    "/app/../admin",
+    "/app/%2e%2e/admin",
+    "/app/%2E%2e/admin",
+    "/app/.%2e/admin",
+    "/app/./../admin",
+    "/app/..%2fadmin",
+    "/app/..%2Fadmin",
+    "/app/%2e%2e%2fadmin",
+    "/app/..\\admin",
+    "/app\\..\\admin",
+    "/app/..%5cadmin",
+    "/app/..;/admin",
+    "/app//../admin",
+    "/app/x/../../admin",
+    "/app/%252e%252e/admin",  # double encoding: refused as ambiguous, not decoded twice
+]
+
+
+@pytest.mark.parametrize("path", ESCAPING_PATHS)
+def test_a_path_leaving_an_allowed_prefix_is_refused(path: str):
+    from pharos_monitoring.exporter.serving.allowlist import AllowList
+
+    allow = AllowList(["http://127.0.0.1:8080/app/"])
+    assert not allow.allows(f"http://127.0.0.1:8080{path}")
+
+
+@pytest.mark.parametrize("path", ESCAPING_PATHS[:8])
+def test_a_probe_of_a_path_leaving_an_allowed_prefix_contacts_nothing(path: str):
+    with RawServer(serves(FIXTURE)) as listener:
+        with running({"probe": {"allow": [f"http://127.0.0.1:{listener.port}/app/"]}, "limits": {"timeout_seconds": 2}}) as (base, _):
+            response = probe(base, target=f"http://127.0.0.1:{listener.port}{path}")
+        assert listener.accepts == 0, listener.requests
+    assert response.status_code in (400, 403), response.text
+
+
+@pytest.mark.parametrize("path", ["/app/./stats", "/app/x/../stats", "/app//stats", "/app/%73tats", "/app/stat%73"])
+def test_an_allowed_path_is_fetched_exactly_as_it_was_checked(path: str):
+    from pharos_monitoring.exporter.serving.allowlist import AllowList
+
+    with RawServer(serves(FIXTURE)) as listener:
+        url = f"http://127.0.0.1:{listener.port}{path}"
+        assert AllowList.normalize(url) == f"http://127.0.0.1:{listener.port}/app/stats"
+        with running({"probe": {"allow": [f"http://127.0.0.1:{listener.port}/app/"]}}) as (base, _):
+            response = probe(base, target=url)
+        assert [r["line"] for r in listener.requests] == ["GET /app/stats HTTP/1.1"]
+    assert value(samples(response.text), c.SCRAPE_SUCCESS.name) == 1.0
+
+
+def test_the_canonical_url_is_what_the_check_answers():
+    from pharos_monitoring.exporter.serving.allowlist import AllowList
+
+    allow = AllowList(["http://orders:8080/app/"])
+    verdict = allow.check("HTTP://Orders:8080/app/a/./b/../stats?x=1#frag")
+    assert verdict.allowed and verdict.url == "http://orders:8080/app/a/stats?x=1"
+    refused = allow.check("http://orders:8080/app/%2e%2e/admin")
+    assert not refused.allowed and refused.url == "http://orders:8080/admin"
+    ambiguous = allow.check("http://orders:8080/app/..%2fadmin")
+    assert not ambiguous.allowed and ambiguous.url == "" and "%2f" in ambiguous.why.lower()

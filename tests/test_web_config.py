@@ -73,8 +73,7 @@ ACCEPTED = {
 
 REJECTED = {
     # name: (file, what our message says, after "<file>: ")
-    "unknown_key": ("foo: 1\n", "foo: unknown key; known keys here: basic_auth_users, http_server_config, tls_server_config"),
-    "newer_toolkit_key": ("rate_limit: {interval: 1s, burst: 2}\n", "rate_limit: unknown key"),
+    "unknown_key": ("foo: 1\n", "foo: unknown key; known keys here: basic_auth_users, http_server_config, rate_limit, tls_server_config"),
     "unknown_tls_key": (TLS + "  client_allowed_sans: [a]\n", "tls_server_config.client_allowed_sans: unknown key"),
     "cert_without_key": ("tls_server_config: {cert_file: server.crt}\n", "tls_server_config.key_file: missing; TLS needs cert_file and key_file"),
     "auth_type_without_cert": ("tls_server_config: {client_auth_type: RequireAndVerifyClientCert}\n", "tls_server_config.cert_file: missing"),
@@ -134,6 +133,41 @@ def test_the_documented_differences_from_promtool(files: Path, text: str, messag
     path.write_text(text)
     accepted, output = promtool_accepts(path)
     assert accepted, f"promtool now refuses this too; drop it from DIFFERENCES: {output}"
+    with pytest.raises(WebConfigError, match=re.escape(message)):
+        load(str(path))
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("rate_limit: {interval: 1s, burst: 2}\n", (1.0, 2)),
+        ("rate_limit: {interval: 500ms, burst: 10}\n", (0.5, 10)),
+        ("rate_limit: {interval: 1m30s, burst: 1}\n", (90.0, 1)),
+        ("rate_limit: {interval: 0s, burst: 5}\n", None),  # 0: no limit, as in exporter-toolkit
+    ],
+)
+def test_rate_limit_of_newer_exporter_toolkit_is_read(files: Path, text: str, expected):
+    """exporter-toolkit's `rate_limit` postdates promtool 2.42, which still refuses the key."""
+    path = files / "web.yml"
+    path.write_text(text)
+    accepted, output = promtool_accepts(path)
+    assert not accepted, f"promtool now reads rate_limit: compare with it instead ({output})"
+    limit = load(str(path)).rate_limit
+    assert (limit and (limit.interval_seconds, limit.burst)) == expected
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("rate_limit: {interval: fast, burst: 2}\n", "rate_limit.interval: 'fast' is not a duration"),
+        ("rate_limit: {interval: 1s, burst: -1}\n", "rate_limit.burst: expected a whole number"),
+        ("rate_limit: {interval: 1s, burst: 0}\n", "burst 0 refuses every request"),
+        ("rate_limit: {interval: 1s, bursts: 3}\n", "rate_limit.bursts: unknown key"),
+    ],
+)
+def test_a_bad_rate_limit_is_refused_naming_the_key(files: Path, text: str, message: str):
+    path = files / "web.yml"
+    path.write_text(text)
     with pytest.raises(WebConfigError, match=re.escape(message)):
         load(str(path))
 

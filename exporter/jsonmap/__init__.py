@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from ..config import ConfigError
+from ..yaml_file import load_yaml_file
 from .extract import DROP_REASONS, Builder
 from .module import MODULE_METRICS, Module, ModuleStats
 from .schema import MODULE_KEYS, parse_module
@@ -52,15 +51,7 @@ def load_modules(data: Any, source: str) -> dict[str, Module]:
 def load_modules_file(path: str) -> dict[str, Module]:
     """json_exporter's configuration file, as it is: `modules:` (0.5 and later), or the single
     module at the top level of 0.3/0.4 (`metrics:`, `headers:`, ...), which becomes `default`."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the mapping file: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}not valid YAML: {getattr(error, 'problem', None) or error}") from None
+    data = load_yaml_file(path, "mapping file", ConfigError)
     reader = Reader(path)
     if isinstance(data, list):
         raise reader.fail("", "this is json_exporter's 0.2 format (a list of metrics with paths like '$.counter'); "

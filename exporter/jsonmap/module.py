@@ -150,6 +150,7 @@ class Module:
     def map(self, document: Any, reading: Reading, stats: ModuleStats | None = None) -> Scrape:
         """Fill `reading` from `document`; never raises. Returns what was written and dropped."""
         started = time.perf_counter()
+        reading.limit_series(self.max_series)  # the module's own limit replaces limits.max_series_per_target
         scrape = Scrape(reading, self._slots, self.max_series)
         for extractor in self._extractors:
             try:

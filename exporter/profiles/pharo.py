@@ -5,11 +5,12 @@ Zinc HTTP request statistics). The format is specified in `docs/pharo-stats.md` 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from .. import catalogue as c
-from ..reading import DocumentError, Reading, mapping, number, sequence, text
+from ..reading import DocumentError, Reading, mapping, number, sequence, status_code, text
 from .base import Profile
 
 MS = 1e-3
@@ -81,15 +82,7 @@ def _vm(vm, reading: Reading) -> None:
 def _http(http, reading: Reading) -> None:
     if "activeRequests" in http:
         reading.set(c.HTTP_ACTIVE_REQUESTS, number(http["activeRequests"], "$.http.activeRequests"))
-    bounds_ms = [number(b, f"$.http.durationBucketsMs[{i}]") for i, b in enumerate(sequence(http.get("durationBucketsMs", []), "$.http.durationBucketsMs"))]
-    for index in range(1, len(bounds_ms)):
-        # Out-of-order bounds would turn per-bucket counts into a non-monotonic histogram.
-        if bounds_ms[index] <= bounds_ms[index - 1]:
-            raise DocumentError(
-                f"$.http.durationBucketsMs[{index}]",
-                f"bounds must be strictly ascending, but {bounds_ms[index]:g} follows {bounds_ms[index - 1]:g}",
-            )
-    bounds = [bound * MS for bound in bounds_ms]
+    bounds = [bound * MS for bound in _bounds_ms(http)]
     for index, row in enumerate(sequence(http.get("requests", []), "$.http.requests")):
         path = f"$.http.requests[{index}]"
         row = mapping(row, path)
@@ -99,12 +92,28 @@ def _http(http, reading: Reading) -> None:
         reading.http(
             text(row.get("method", "GET"), f"{path}.method"),
             text(row.get("route", c.ROUTE_UNKNOWN), f"{path}.route"),
-            text(row.get("status"), f"{path}.status"),
+            status_code(row.get("status"), f"{path}.status"),
             count,
             None if duration_ms is None else number(duration_ms, f"{path}.totalDurationMs") * MS,
             None if response_bytes is None else number(response_bytes, f"{path}.responseBytes"),
             _cumulative(bounds, row.get("durationBucketCounts"), path, count),
         )
+
+
+def _bounds_ms(http) -> list[float]:
+    """`durationBucketsMs`: finite numbers > 0, strictly ascending, so that the buckets make a
+    valid, monotonic histogram. A last `Infinity` is the +Inf bucket the exporter adds anyway."""
+    values = sequence(http.get("durationBucketsMs", []), "$.http.durationBucketsMs")
+    bounds: list[float] = []
+    for index, value in enumerate(values):
+        path = f"$.http.durationBucketsMs[{index}]"
+        bound = number(value, path)
+        if not (0 < bound < math.inf or bound == math.inf and index == len(values) - 1):
+            raise DocumentError(path, f"bounds must be finite numbers greater than 0, got {bound:g}")
+        if bounds and bound <= bounds[-1]:
+            raise DocumentError(path, f"bounds must be strictly ascending, but {bound:g} follows {bounds[-1]:g}")
+        bounds.append(bound)
+    return bounds
 
 
 def _cumulative(bounds, counts, path, total):

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .. import catalogue as c
-from ..reading import DocumentError, Reading, mapping, number, sequence, text
+from ..reading import DocumentError, Reading, mapping, number, sequence, status_code, text
 from .base import HealthCheck, Profile
 
 MS = 1e-3
@@ -78,8 +78,9 @@ def parse(document: Any, reading: Reading) -> None:
         reading.set(c.UPTIME, uptime)
         # Rounded so that the derived start time does not wobble between scrapes.
         reading.set(c.START_TIME, float(round(time.time() - uptime)))
-    _http(entries, reading)
+    # Before the HTTP rows, which may be many: a target over its series limit keeps its info.
     reading.info("pharo" if entries.keys() & _PHARO_ONLY else "smalltalk")
+    _http(entries, reading)
 
 
 def _http(entries, reading: Reading) -> None:
@@ -95,7 +96,14 @@ def _http(entries, reading: Reading) -> None:
 def _http_rows(entries, name):
     """(label values in _HTTP_LABELS order, "" where the breakdown left one out), value."""
     for row, path, value in _rows(entries, name):
-        yield tuple(text(row.get(label, ""), f"{path}.{label}") for label in _HTTP_LABELS), value
+        yield tuple(_http_label(row, label, f"{path}.{label}") for label in _HTTP_LABELS), value
+
+
+def _http_label(row, label: str, path: str) -> str:
+    value = row.get(label, "")
+    if label == "response_code" and value != "":
+        return status_code(value, path)
+    return text(value, path)
 
 
 def _rows(entries, name):

@@ -4,8 +4,11 @@ every request, the file re-read when it (or a certificate it names) changes.
 Like exporter-toolkit, certificates are picked up on the next connection after they change, so
 rotating them needs no restart; whether TLS is on at all is decided at start. A file that turns
 invalid fails closed: new TLS connections are refused and requests answer 500, each logged with
-the problem, until the file is fixed. bcrypt costs ~100 ms a check, so results are cached, keyed
-by a digest of user, hash and password (never the password itself), in a bounded table.
+the problem, until the file is fixed. bcrypt costs ~100 ms a check, so verdicts are cached, keyed
+by a digest of user, hash and password (never the password itself): the password last accepted
+for each user apart from a bounded table of refused ones, so wrong passwords cannot evict the
+legitimate user (the server asks `cached_verdict` on its event loop and runs `authorized`, which
+may take a bcrypt check, on a thread of its own; see connections.py).
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ import binascii
 import hashlib
 import logging
 import os
-import socket
-import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -27,15 +28,14 @@ from .web_config import WebConfig, WebConfigError, load
 
 log = logging.getLogger("pharos.exporter")
 
-HANDSHAKE_SECONDS = 10.0  # a client that opens a connection and says nothing is dropped after this
 RETRY_SECONDS = 1.0  # an invalid file is read again at most this often
 AUTH_CACHE_SIZE = 256
 REALM = 'Basic realm="pharos-exporter", charset="UTF-8"'
-_PLAIN_HTTP_ANSWER = (
+PLAIN_HTTP_ANSWER = (
     b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
     b"Client sent an HTTP request to an HTTPS server.\n"
 )
-_TLS_HANDSHAKE_RECORD = 0x16
+TLS_HANDSHAKE_RECORD = 0x16
 
 
 class WebAccess:
@@ -49,7 +49,8 @@ class WebAccess:
         self._lock = threading.Lock()
         self._bcrypt_lock = threading.Lock()  # one bcrypt at a time: a password flood costs one core at most
         self._cache_lock = threading.Lock()  # never held during bcrypt: cached users pass at once
-        self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
+        self._accepted: dict[str, bytes] = {}  # user -> key of the password last accepted
+        self._refused: OrderedDict[bytes, bool] = OrderedDict()  # bounded, least recently used out
 
     @property
     def config(self) -> WebConfig:
@@ -81,11 +82,13 @@ class WebAccess:
             log.info("web configuration %s valid again", self.path)
         self._config, self._signature, self._problem = config, _signature(config.files), ""
         with self._cache_lock:
-            self._verdicts.clear()  # users or hashes may have changed
+            self._accepted.clear()  # users or hashes may have changed
+            self._refused.clear()
 
     # --- basic auth ---------------------------------------------------------------------------
-    def authorized(self, header: str | None) -> bool:
-        """Whether a request with this Authorization header may pass (True with no users)."""
+    def cached_verdict(self, header: str | None) -> bool | None:
+        """Whether a request with this Authorization header may pass, when that is known without
+        a bcrypt check (no users, a malformed header, a password checked before); else None."""
         users = self.config.users
         if not users:
             return True
@@ -93,60 +96,57 @@ class WebAccess:
         if credentials is None:
             return False
         user, password = credentials
+        key = self._key(users, user, password)
+        with self._cache_lock:
+            if self._accepted.get(user) == key:
+                return True
+            verdict = self._refused.get(key)
+            if verdict is not None:
+                self._refused.move_to_end(key)
+                return False
+        return None
+
+    def authorized(self, header: str | None) -> bool:
+        """Whether a request with this Authorization header may pass (True with no users); runs
+        bcrypt when the verdict is not cached (~100 ms; one check at a time)."""
+        known = self.cached_verdict(header)
+        if known is not None:
+            return known
+        users = self.config.users
+        credentials = _basic_credentials(header)
+        assert credentials is not None  # cached_verdict answered False otherwise
+        user, password = credentials
         hashed = users.get(user)
-        known = hashed is not None
-        if not known:
+        exists = hashed is not None
+        if not exists:
             # An unknown user costs a real bcrypt check too, so timing does not tell which
             # users exist; a configured hash has the cost the real ones have.
             hashed = users[min(users)]
-        key = _digest(user.encode(), hashed.encode(), password)
+        with self._bcrypt_lock:
+            verdict = _bcrypt_matches(password, hashed) and exists
+        key = self._key(users, user, password)
         with self._cache_lock:
-            verdict = self._verdicts.get(key)
-            if verdict is not None:
-                self._verdicts.move_to_end(key)
-        if verdict is None:
-            with self._bcrypt_lock:
-                verdict = _bcrypt_matches(password, hashed)
-            with self._cache_lock:
-                self._verdicts[key] = verdict
-                while len(self._verdicts) > AUTH_CACHE_SIZE:
-                    self._verdicts.popitem(last=False)
-        return verdict and known
+            if verdict:
+                # One accepted password per user, never evicted by wrong ones: a flood of wrong
+                # passwords cannot push the legitimate scraper back to bcrypt.
+                self._accepted[user] = key
+            else:
+                self._refused[key] = False
+                while len(self._refused) > AUTH_CACHE_SIZE:
+                    self._refused.popitem(last=False)
+        return verdict
+
+    @staticmethod
+    def _key(users: dict[str, str], user: str, password: bytes) -> bytes:
+        # A digest of user, hash and password (never the password itself); a changed hash
+        # gives a new key, so a reloaded file cannot keep an old password working.
+        return _digest(user.encode(), users.get(user, "").encode(), password)
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         try:
             return self.config.headers
         except WebConfigError:
             return ()
-
-    # --- TLS ----------------------------------------------------------------------------------
-    def accept_tls(self, sock: socket.socket) -> ssl.SSLSocket | None:
-        """The accepted connection `sock` after a TLS handshake, or None (the connection is closed)."""
-        try:
-            sock.settimeout(HANDSHAKE_SECONDS)
-            first = sock.recv(1, socket.MSG_PEEK)
-            if not first:
-                return None
-            if first[0] != _TLS_HANDSHAKE_RECORD:
-                # Plain HTTP (or anything else) on the TLS port: say so, as Go's servers do.
-                sock.sendall(_PLAIN_HTTP_ANSWER)
-                return None
-            context = self.config.context
-            assert context is not None  # TLS on at start stays on, see _reload
-            secure = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        except WebConfigError as error:
-            log.warning("TLS connection refused: %s", error)
-            return None
-        except OSError as error:
-            log.debug("connection closed before the TLS handshake: %s", error)
-            return None
-        try:
-            secure.do_handshake()
-        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
-            log.info("TLS handshake failed: %s", getattr(error, "reason", None) or error)
-            secure.close()
-            return None
-        return secure
 
 
 def _basic_credentials(header: str | None) -> tuple[str, bytes] | None:

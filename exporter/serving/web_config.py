@@ -26,15 +26,15 @@ cannot work at all, it refuses instead of serving something else (see DIFFERENCE
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from ..config import ConfigError
+from ..yaml_file import load_yaml_file
 
 CLIENT_AUTH_TYPES = {
     # exporter-toolkit's name -> Python's verify mode
@@ -128,6 +128,14 @@ class TLSServerConfig:
 
 
 @dataclass(frozen=True)
+class RateLimitConfig:
+    """exporter-toolkit's `rate_limit`: `burst` requests at once, then one per `interval`."""
+
+    interval_seconds: float
+    burst: int
+
+
+@dataclass(frozen=True)
 class WebConfig:
     source: str
     tls: TLSServerConfig = TLSServerConfig()
@@ -135,6 +143,7 @@ class WebConfig:
     headers: tuple[tuple[str, str], ...] = ()
     users: dict[str, str] = field(default_factory=dict)  # user name -> bcrypt hash
     context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    rate_limit: RateLimitConfig | None = None
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -153,25 +162,13 @@ class WebConfig:
 # --- loading -----------------------------------------------------------------------------------
 def load(path: str) -> WebConfig:
     """Read, validate and prepare the web configuration at `path`; WebConfigError otherwise."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as error:
-        raise WebConfigError(f"{path}: cannot read the web configuration file: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise WebConfigError(f"{path}: the web configuration file is not UTF-8 text") from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise WebConfigError(f"{path}: {where}not valid YAML: {getattr(error, 'problem', None) or error}") from None
-    return parse(data, path)
+    # Strict as Go's yaml.UnmarshalStrict: a key given twice is refused (PyYAML keeps the last).
+    return parse(load_yaml_file(path, "web configuration file", WebConfigError), path)
 
 
 def parse(data: Any, source: str) -> WebConfig:
     reader = _Reader(source)
-    data = reader.mapping(data, "", {"tls_server_config", "http_server_config", "basic_auth_users"})
+    data = reader.mapping(data, "", {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"})
     tls = _tls_server_config(reader, data.get("tls_server_config"), os.path.dirname(source))
     http = reader.mapping(data.get("http_server_config"), "http_server_config", {"http2", "headers"})
     config = WebConfig(
@@ -180,10 +177,37 @@ def parse(data: Any, source: str) -> WebConfig:
         http2=reader.boolean(http, "http2", "http_server_config", True),
         headers=_headers(reader, http.get("headers")),
         users=_users(reader, data.get("basic_auth_users")),
+        rate_limit=_rate_limit(reader, data.get("rate_limit")),
     )
     if not tls.enabled:
         return config
-    return WebConfig(config.source, config.tls, config.http2, config.headers, config.users, _context(reader, tls))
+    return dataclasses.replace(config, context=_context(reader, tls))
+
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+
+
+def _rate_limit(reader: _Reader, value: Any) -> RateLimitConfig | None:
+    """`rate_limit: {interval: 1s, burst: 10}` (newer exporter-toolkit; promtool 2.42 predates it).
+    Absent, or an interval of 0, means no limit, as in exporter-toolkit."""
+    path = "rate_limit"
+    if value is None:
+        return None
+    data = reader.mapping(value, path, {"interval", "burst"})
+    interval_text = _scalar_text(data.get("interval", "0s"))
+    match = _DURATION.match(interval_text)
+    if not interval_text or not match or not any(match.groups()):
+        raise reader.fail(_join(path, "interval"), f"{interval_text[:40]!r} is not a duration such as 1s, 500ms or 1m")
+    hours, minutes, seconds, millis = (int(group or 0) for group in match.groups())
+    interval = hours * 3600 + minutes * 60 + seconds + millis / 1000
+    burst = data.get("burst", 0)
+    if not isinstance(burst, int) or isinstance(burst, bool) or burst < 0:
+        raise reader.fail(_join(path, "burst"), f"expected a whole number of requests (0 or more), got {burst!r}")
+    if interval == 0:
+        return None
+    if burst == 0:
+        raise reader.fail(_join(path, "burst"), "a rate limit with burst 0 refuses every request; set burst to 1 or more")
+    return RateLimitConfig(interval, burst)
 
 
 def _tls_server_config(reader: _Reader, value: Any, directory: str) -> TLSServerConfig:
@@ -332,24 +356,6 @@ def bcrypt_hash_problem(hashed: str) -> str:
     if not 4 <= int(cost) <= 31:
         return f"the cost {int(cost)} is outside the allowed range 4 to 31"
     return ""
-
-
-# --- strict YAML ---------------------------------------------------------------------------------
-class _StrictLoader(yaml.SafeLoader):
-    """Refuses duplicate keys, as Go's yaml.UnmarshalStrict does (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                continue  # a list or mapping as a key: SafeLoader reports it
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 class _Reader:

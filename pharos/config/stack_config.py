@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import yaml
-
 from pharos_monitoring.alerts import ALERTS, ENVIRONMENTS, SEVERITIES
 from pharos_monitoring.alerts.alertmanager import Receiver, Routing, SlackChannel, Smtp, Timing
 from pharos_monitoring.alerts.catalogue import WATCHDOG
@@ -22,6 +20,7 @@ from pharos_monitoring.alerts.model import duration_seconds
 from pharos_monitoring.alerts.prometheus_rules import Tuning
 from pharos_monitoring.alerts.recording import WINDOW
 from pharos_monitoring.exporter.profiles import PROFILES
+from pharos_monitoring.exporter.yaml_file import load_yaml_file
 
 from .exporter_access import AUTH_KEY, TLS_KEY, ExporterAccess, read as read_exporter_access
 from .grafana_provisioning import GRAFANA_KEY, GrafanaSettings, read as read_grafana
@@ -410,11 +409,4 @@ def parse(data: Any, source: str) -> StackConfig:
 
 
 def load(path: str) -> StackConfig:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as error:
-        raise StackConfigError(f"cannot read stack file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise StackConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse(data, path)
+    return parse(load_yaml_file(path, "stack file", StackConfigError), path)
