@@ -117,6 +117,10 @@ class Scraper:
             log.warning("scrape of %s failed: %s: %s", target.url, outcome.reason, outcome.detail)
             self.errors.labels(outcome.reason).inc()
         self.scrapes.labels(target.profile.name, "success" if outcome.success else "failure").inc()
+        if outcome.reason == "timeout":
+            target.slots.proven = False  # it hangs: it shares the unproven half of the slots
+        elif outcome.reason != "concurrency_limit":
+            target.slots.proven = True
         if target.process is not None:
             target.process.read(reading)
         _scrape_health(reading, outcome, target)

@@ -13,8 +13,12 @@ healthy targets queue behind them. `FairSlots` instead:
   lately (a target whose scrapes hang runs that time up), then in order of arrival;
 - stops waiting at the deadline, or at once when the scrape is cancelled.
 
-A slot is never taken back from a scrape that holds it: a healthy target waits only when more
-targets are scraped at once than there are slots, and then it goes first.
+- keeps half the pool for targets whose last scrape did not hang (`SlotAccount.proven`): targets
+  that have not answered lately (they timed out) or not yet (new ones) share the other half, so any
+  number of stuck targets leaves the proven ones half the slots.
+
+A slot is never taken back from a scrape that holds it: a proven target waits only when more
+proven targets are scraped at once than half the slots, and then it goes first.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class SlotAccount:
         self.limit = limit
         self.held = 0
         self.waiting = 0
+        # Set by the scraper: False after a scrape that timed out, True after one that did not
+        # (an error answered in time does not hold slots). New targets start unproven.
+        self.proven = False
+        self.held_unproven = 0  # slots granted while unproven, counted against that half
         self._used = 0.0  # slot-seconds, decaying
         self._used_at = time.monotonic()
 
@@ -71,6 +79,8 @@ class FairSlots:
         if capacity < 1:
             raise ValueError(f"the exporter needs at least one scrape slot, not {capacity}")
         self.capacity = capacity
+        self.unproven_capacity = capacity - capacity // 2 if capacity > 1 else 1
+        self._unproven_held = 0
         self._free = capacity
         self._lock = threading.Lock()
         self._active: set[SlotAccount] = set()  # targets holding or waiting for a slot
@@ -137,6 +147,9 @@ class FairSlots:
         now = time.monotonic()
         with self._lock:
             account.held -= 1
+            if account.held_unproven > 0:
+                account.held_unproven -= 1
+                self._unproven_held -= 1
             self._free += 1
             account._charge(now - granted_at, now)
             self._forget_if_idle(account)
@@ -151,13 +164,17 @@ class FairSlots:
         now = time.monotonic()
         while self._free > 0 and self._waiters:
             share = self.share()
-            eligible = [waiter for waiter in self._waiters if waiter.account.held < share]
+            unproven_room = self._unproven_held < self.unproven_capacity
+            eligible = [w for w in self._waiters if w.account.held < share and (w.account.proven or unproven_room)]
             if not eligible:
                 return
             best = min(eligible, key=lambda w: (w.account.held, w.account.used_lately(now), w.order))
             self._waiters.remove(best)
             best.account.waiting -= 1
             best.account.held += 1
+            if not best.account.proven:
+                best.account.held_unproven += 1
+                self._unproven_held += 1
             self._free -= 1
             best.granted = True
             best.event.set()

@@ -51,3 +51,25 @@ def test_an_exporter_output_missing_a_series_is_refused():
     failed = exposition.replace(b"pharos_scrape_success{target=\"app\"} 1.0", b"pharos_scrape_success{target=\"app\"} 0.0")
     with pytest.raises(RuntimeError, match="did not succeed"):
         exporter_bench.check_same_series(failed, body, {"target": "app"}, "test")
+
+
+def test_quick_serving_bench_measures_every_abuse_beside_its_baseline(tmp_path):
+    """bench/serving_bench.py --quick against the current exporter: every phase ran and counted
+    something (latencies and ratios are the benchmark's output, not asserted here)."""
+    out = tmp_path / "serving.json"
+    result = subprocess.run([sys.executable, str(BENCH / "serving_bench.py"), "--quick", "--out", str(out)], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["exporter_alive_at_end"] is True
+    assert set(run["phases"]) == {"slow_client_flood", "connect_burst", "stuck_targets", "wrong_passwords"}
+    for name, phase in run["phases"].items():
+        for half in ("baseline", "abuse"):
+            assert phase[half]["healthy_latency_ms"]["count"] > 0, (name, half)
+            assert phase[half]["healthy_ok"] + phase[half]["healthy_failed"] == phase[half]["healthy_latency_ms"]["count"], (name, half)
+        assert phase["abuse"]["abuser_count"] > 0 and phase["abuse"]["abuser_stopped"] is True, name
+    abuses = {name: phase["abuse"] for name, phase in run["phases"].items()}
+    assert abuses["slow_client_flood"]["slow"]["most_held_open"] > 0
+    assert abuses["connect_burst"]["burst"]["connections"] > 0 and abuses["connect_burst"]["burst"]["connect_ms"]["count"] > 0
+    assert abuses["stuck_targets"]["stuck"]["probes"] > 0
+    assert abuses["wrong_passwords"]["wrong_passwords"]["requests"] > 0
+    assert "HTTP 200" not in abuses["wrong_passwords"]["wrong_passwords"]["outcomes"]  # a wrong password never passes

@@ -173,8 +173,16 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
         engine.wait_until(demo_stats, "the demo's HTTP stats in Prometheus", limit=60, step=1.0)
         success = prometheus.query(f'{c.SCRAPE_SUCCESS.name}{{job="{DEMO_JOB}"}}')
         assert [r["value"][1] for r in success] == ["1"], success
-        up = prometheus.query('up{job=~"alertmanager|prometheus|pharos-exporter"}')
-        assert sorted((r["metric"]["job"], r["value"][1]) for r in up) == [("alertmanager", "1"), ("pharos-exporter", "1"), ("prometheus", "1")]
+        expected_up = [("alertmanager", "1"), ("pharos-exporter", "1"), ("prometheus", "1")]
+
+        def monitoring_up() -> list:
+            return sorted((r["metric"]["job"], r["value"][1]) for r in prometheus.query('up{job=~"alertmanager|prometheus|pharos-exporter"}'))
+
+        # Each job is scraped on its own schedule: wait for all three, bounded.
+        try:
+            engine.wait_until(lambda: monitoring_up() == expected_up, "alertmanager, prometheus and the exporter up", limit=60, step=1.0)
+        except EngineError as error:
+            raise AssertionError(f"{error}; up: {monitoring_up()}") from None
 
         # The exporter's container inherits the image's HEALTHCHECK (the compose file sets its timing).
         client = engine.client()

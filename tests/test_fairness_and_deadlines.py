@@ -143,6 +143,24 @@ def test_twenty_stuck_targets_probed_four_times_each_cannot_take_all_32_slots():
     assert_unaffected(alone, loaded)
 
 
+def test_more_stuck_targets_than_slots_leave_a_proven_target_its_half():
+    """Fair shares alone cannot help once more targets hang than there are slots (the serving
+    bench's 50 stuck targets against 32 slots: healthy probes waited for a slot, 81 answered where
+    600 were alone). Half the pool is kept for targets whose last scrape did not hang."""
+    with RawServer(serves_fixture) as server, StuckListeners(40) as stuck:
+        scraper = Scraper(CollectorRegistry(), 8)
+        healthy = target(server.url())
+        alone = healthy_latencies(scraper, healthy)  # its scrapes succeed: it is proven
+        stuck_targets = [target(url) for url in stuck.urls()]
+        threads = in_background(scraper, stuck_targets, time.monotonic() + STUCK_TIMEOUT)
+        time.sleep(0.3)
+        assert scraper.slots.in_use <= 4, "the targets that never answered took more than their half"
+        loaded = healthy_latencies(scraper, healthy)
+        for thread in threads:
+            thread.join(STUCK_TIMEOUT + 5)
+    assert_unaffected(alone, loaded)
+
+
 def test_a_target_at_its_cap_fails_fast_instead_of_waiting_for_the_deadline():
     with StuckListeners(1) as stuck:
         scraper = Scraper(CollectorRegistry())

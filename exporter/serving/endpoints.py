@@ -54,6 +54,14 @@ class Endpoints:
             return Response.text(404, "not found; see / for the endpoints\n")
         return route(request)
 
+    def inline(self, request: Request) -> Response | None:
+        """The answer when it needs no scrape (answered on the event loop), else None."""
+        if request.path == "/":
+            return self.landing(request)
+        if request.path not in ("/metrics", "/probe", "/health"):
+            return Response.text(404, "not found; see / for the endpoints\n")
+        return None
+
     def _deadline(self, request: Request) -> float:
         return self.exporter.deadline(request.header("X-Prometheus-Scrape-Timeout-Seconds"))
 
