@@ -1,6 +1,7 @@
 """`alertmanager.yml` from a routing description and the catalogue's inhibitions.
 
 Routes: alerts named in `Routing.by_alert` (the Watchdog first of all) go to their own receivers;
+alerts of a service with a `team` go to that team's receiver (critical ones page as usual too);
 everything else by environment, then by severity. Secrets appear only as `*_file` paths that
 Alertmanager reads itself (Alertmanager 0.25 has `api_url_file` for Slack and
 `smtp_auth_password_file`; it has no `url_file` for webhooks yet, so receivers are Slack and mail).
@@ -14,7 +15,7 @@ from typing import Mapping
 from pharos_monitoring.exporter.catalogue import Label as L
 
 from .catalogue import INHIBITIONS, WATCHDOG
-from .model import SEVERITIES, Inhibition
+from .model import CRITICAL, SEVERITIES, WARNING, Inhibition, duration_seconds
 from .upstream import ALERTNAME, SEVERITY
 
 
@@ -46,6 +47,7 @@ class Routing:
     by_alert: Mapping[str, str] = field(default_factory=dict)  # alert name -> receiver
     # environment -> severity -> receiver; a severity not listed falls back to `default_receiver`.
     by_environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    by_team: Mapping[str, str] = field(default_factory=dict)  # the `team` label of a service -> receiver
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,15 @@ class Timing:
 
 
 GROUP_BY = (ALERTNAME, L.ENVIRONMENT, L.SERVICE)
+
+# While a service pages, its warnings wait: whoever was paged looks at the whole service anyway.
+# The source must carry a service: Alertmanager treats a label missing on both sides as equal, so a
+# critical alert without one (Prometheus' own) would otherwise silence every warning without one.
+SEVERITY_INHIBITION = {
+    "source_matchers": [f'{SEVERITY}="{CRITICAL}"', f'{L.SERVICE}=~".+"'],
+    "target_matchers": [f'{SEVERITY}="{WARNING}"'],
+    "equal": [L.ENVIRONMENT, L.SERVICE],
+}
 
 SLACK_TITLE = (
     '[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}{{ end }}] '
@@ -111,13 +122,22 @@ def _routes(routing: Routing, timing: Timing) -> list[dict]:
         route = {"receiver": receiver, "matchers": [_matcher(ALERTNAME, [alert_name])]}
         if alert_name == WATCHDOG.name:
             # A dead man's switch expects a steady heartbeat per environment, not the usual hours of quiet.
+            # Alertmanager repeats only at a group_interval tick, and a repeat_interval equal to it
+            # just misses every second tick (the last send is logged a moment after its tick): the
+            # heartbeat came every 2m for 1m. A repeat_interval below group_interval sends at every
+            # tick: exactly one heartbeat per watchdog_repeat_interval (measured with Alertmanager 0.25).
             route |= {
                 "group_by": [ALERTNAME, L.ENVIRONMENT],
                 "group_wait": "0s",
                 "group_interval": timing.watchdog_repeat_interval,
-                "repeat_interval": timing.watchdog_repeat_interval,
+                "repeat_interval": f"{max(1, duration_seconds(timing.watchdog_repeat_interval) // 2)}s",
             }
         routes.append(route)
+    for team, receiver in sorted(routing.by_team.items()):
+        team_matcher = _matcher(L.TEAM, [team])
+        # A page reaches the team and, continuing, whoever is on call; the rest reaches the team only.
+        routes.append({"receiver": receiver, "matchers": [team_matcher, _matcher(SEVERITY, [CRITICAL])], "continue": True})
+        routes.append({"receiver": receiver, "matchers": [team_matcher, f'{SEVERITY}!="{CRITICAL}"']})
     for environment, by_severity in sorted(routing.by_environment.items()):
         severity_routes = [
             {"receiver": by_severity[severity], "matchers": [_matcher(SEVERITY, [severity])]}
@@ -160,6 +180,6 @@ def render(
         "repeat_interval": timing.repeat_interval,
         "routes": _routes(routing, timing),
     }
-    config["inhibit_rules"] = [_inhibit_rule(inhibition) for inhibition in inhibitions]
+    config["inhibit_rules"] = [_inhibit_rule(inhibition) for inhibition in inhibitions] + [SEVERITY_INHIBITION]
     config["receivers"] = [_receiver(receiver) for receiver in sorted(receivers, key=lambda r: r.name)]
     return config

@@ -19,7 +19,8 @@ from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import promql as q
 from . import recording as r
-from .model import CRITICAL, INFO, WARNING, Alert, Case, Firing, Inhibition, Threshold, counter, gauge
+from .model import CRITICAL, INFO, WARNING, Alert, Case, Firing, Inhibition, Series, Threshold, counter, gauge
+from .self_monitoring import SELF_MONITORING_ALERTS
 from .upstream import ALERTMANAGER_NOTIFICATIONS, ALERTMANAGER_NOTIFICATIONS_FAILED, BUCKET_BOUND, FAILURE_REASON, INTEGRATION, UP
 
 # --- labels of the test series -----------------------------------------------------------------
@@ -79,13 +80,10 @@ INSTANCE_DOWN = Alert(
 
 
 def _instances_down_cases(t):
-    size = 10
-    needed = next(k for k in range(1, size + 1) if k / size >= t["ratio"])
-
-    def fleet(down: int) -> tuple:
+    def fleet(service: str, size: int, down: int, team: str = "") -> tuple:
         series = []
         for n in range(size):
-            labels = _probed("orders", n)
+            labels = {**_probed(service, n), **({L.TEAM: team} if team else {})}
             if n == 0 and down:
                 series.append(gauge(UP.name, labels, 0))  # the exporter itself does not answer
                 continue
@@ -93,9 +91,19 @@ def _instances_down_cases(t):
             series.append(gauge(c.SCRAPE_SUCCESS.name, labels, 0 if n < down else 1))
         return tuple(series)
 
+    size, least = 10, int(t["min_instances"])
+    needed = max(least, next(k for k in range(1, size + 1) if k / size >= t["ratio"]))
+    small = least + 1  # a service where losing fewer than min_instances is already past the ratio
     return [
-        Case(f"{needed} of {size} instances give no stats", fleet(needed), (Firing(_service("orders"), needed / size),)),
-        Case(f"{needed - 1} of {size} instances give no stats", fleet(needed - 1)),
+        Case(f"{needed} of {size} instances give no stats", fleet("orders", size, needed), (Firing(_service("orders"), needed / size),)),
+        Case(f"{needed - 1} of {size} instances give no stats", fleet("orders", size, needed - 1)),
+        Case(f"{least - 1} of {small} instances give no stats: fewer than min_instances", fleet("catalog", small, least - 1)),
+        # The team label survives the recording rules, so that the page also reaches the team.
+        Case(
+            "the only instance of a team's service gives no stats: all of it is down",
+            fleet("billing", 1, 1, team="payments"),
+            (Firing({**_service("billing"), L.TEAM: "payments"}, 1),),
+        ),
     ]
 
 
@@ -103,12 +111,23 @@ SERVICE_INSTANCES_DOWN = Alert(
     name="PharosServiceInstancesDown",
     severity=CRITICAL,
     for_="3m",
-    expr=lambda t: q.at_least(r.SERVICE_UNAVAILABLE_RATIO.series(), t["ratio"]),
-    thresholds={"ratio": Threshold(0.25, alpha=0.5, beta=0.5)},
+    # Both a share and a count: one lost instance of three is a third of the service, but no page;
+    # a service that is entirely down pages whatever its size.
+    expr=lambda t: q.both(
+        q.at_least(r.SERVICE_UNAVAILABLE_RATIO.series(), t["ratio"]),
+        q.group(
+            q.either(
+                q.at_least(r.SERVICE_UNAVAILABLE_COUNT.series(), t["min_instances"]),
+                q.at_least(r.SERVICE_UNAVAILABLE_RATIO.series(), 1),
+            )
+        ),
+    ),
+    thresholds={"ratio": Threshold(0.25, alpha=0.5, beta=0.5), "min_instances": Threshold(2)},
     summary="{value:percent} of {label.SERVICE} in {label.ENVIRONMENT} is down",
     description=(
-        "{value:percent} of the instances of {label.SERVICE} (threshold {threshold.ratio:percent}) give no "
-        "usable stats for 3 minutes: they are down, or the exporter cannot read them."
+        "{value:percent} of the instances of {label.SERVICE} (threshold {threshold.ratio:percent}, and at least "
+        "{threshold.min_instances:count} instances or all of them) give no usable stats for 3 minutes: "
+        "they are down, or the exporter cannot read them."
     ),
     cases=_instances_down_cases,
 )
@@ -476,6 +495,7 @@ ALERTS = (
     MEMORY_NEAR_LIMIT,
     HEALTH_CHECK_FAILING,
     NOTIFICATIONS_FAILING,
+    *SELF_MONITORING_ALERTS,  # Prometheus, Alertmanager and their scrape jobs (alerts/self_monitoring.py)
     WATCHDOG,
 )
 
@@ -602,3 +622,90 @@ SWARM_TASK_RESTART_LOOP = Alert(
 
 SWARM_ALERTS = (SWARM_SERVICE_DEGRADED, SWARM_NODE_DOWN, SWARM_TASK_RESTART_LOOP)
 ALERTS = ALERTS + SWARM_ALERTS
+
+
+# --- Pharo operations: processes and handle tables (issue 12) ---------------------------------
+def _handle_table_cases(t):
+    labels = _sidecar("orders", 1)
+    table = {**labels, L.TABLE: c.HANDLE_TABLE_EXTERNAL_SEMAPHORES}
+    limit = 1000
+    near = round((1 + t["ratio"]) / 2 * limit)
+
+    def slots(used, free):
+        return (
+            gauge(c.HANDLE_TABLE_SLOTS.name, {**table, L.STATE: c.HANDLE_SLOT_USED}, used),
+            gauge(c.HANDLE_TABLE_SLOTS.name, {**table, L.STATE: c.HANDLE_SLOT_FREE}, free),
+            gauge(c.HANDLE_TABLE_LIMIT.name, table, limit),
+        )
+
+    return [
+        Case("the external semaphore table is nearly full", slots(near, 10), (Firing(table, near / limit),)),
+        # Used plus free is the table's current size; it grows up to the limit: no free slot now is no alarm.
+        Case("a small table with no free slot yet, far from its limit", slots(40, 0)),
+    ]
+
+
+HANDLE_TABLE_NEARLY_FULL = Alert(
+    name="PharosHandleTableNearlyFull",
+    severity=WARNING,
+    for_="10m",
+    expr=lambda t: q.above(
+        q.divide(
+            q.sum_without((L.STATE,), q.selector(c.HANDLE_TABLE_SLOTS.name, q.eq(L.STATE, c.HANDLE_SLOT_USED))),
+            q.selector(c.HANDLE_TABLE_LIMIT.name),
+        ),
+        t["ratio"],
+    ),
+    thresholds={"ratio": Threshold(0.8, alpha=0.9, beta=0.9)},
+    summary="{label.TABLE} table of {label.INSTANCE} of {label.SERVICE} is {value:percent} full",
+    description=(
+        "{label.INSTANCE} of {label.SERVICE} in {label.ENVIRONMENT} uses {value:percent} of the slots of its "
+        "{label.TABLE} table (threshold {threshold.ratio:percent}) for 10 minutes: once it is full, opening "
+        "sockets and files fails."
+    ),
+    cases=_handle_table_cases,
+)
+
+_PROCESSES_TOTAL = q.sum_without((L.STATE, L.PRIORITY), q.selector(c.PROCESSES.name))
+
+
+def _processes_growing_cases(t):
+    labels = _sidecar("orders", 1)
+    steady = gauge(c.PROCESSES.name, {**labels, L.STATE: "blocked", L.PRIORITY: "40"}, 14)
+    leaking = {**labels, L.STATE: "blocked", L.PRIORITY: "30"}
+    per_minute = 2 * t["per_hour"] / 60
+    return [
+        Case("a forked process is left behind every few seconds", (steady, counter(c.PROCESSES.name, leaking, per_minute)),
+             (Firing(labels, 60 * per_minute),)),
+        # One burst of processes, then flat: a step, not a trend.
+        Case("a burst of processes once", (steady, Series(c.PROCESSES.name, leaking, f"40x29 {40 + 4 * t['per_hour']:g}x30"))),
+        Case("many processes, but not more and more", (gauge(c.PROCESSES.name, leaking, 5000),)),
+    ]
+
+
+# Trends over fixed spans (subqueries): what they measure is "over the last hour", not a rate
+# over the rate window, so tuning the rate window (pharos up --fast) leaves them as they are.
+TREND_RANGES = ("1h:1m", "15m:1m")
+
+PROCESSES_GROWING = Alert(
+    name="PharosProcessesGrowing",
+    severity=WARNING,
+    for_="30m",
+    # A trend over the last hour that is still going on (the slope over 15 minutes), not a level:
+    # images differ too much in how many processes they keep for one threshold to fit them all.
+    expr=lambda t: q.both(
+        q.above(q.binary(q.over_time("deriv", _PROCESSES_TOTAL, TREND_RANGES[0]), "*", 3600), t["per_hour"]),
+        q.above(q.over_time("deriv", _PROCESSES_TOTAL, TREND_RANGES[1]), 0),
+    ),
+    thresholds={"per_hour": Threshold(30, alpha=60, beta=60)},
+    summary="Processes of {label.INSTANCE} of {label.SERVICE} grow by {value:number} an hour",
+    description=(
+        "The processes of {label.INSTANCE} of {label.SERVICE} in {label.ENVIRONMENT} have grown steadily by "
+        "{value:number} an hour (threshold {threshold.per_hour:number}) for 30 minutes: something forks "
+        "processes that never end, or keeps terminated ones referenced."
+    ),
+    cases=_processes_growing_cases,
+)
+
+PHARO_OPERATIONS_ALERTS = (HANDLE_TABLE_NEARLY_FULL, PROCESSES_GROWING)
+ALERTS = ALERTS + PHARO_OPERATIONS_ALERTS

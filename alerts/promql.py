@@ -169,3 +169,16 @@ def either(left: Expr, right: Expr) -> Expr:
 def unless(left: Expr, right: Expr, ignoring: Iterable[str] = ()) -> Expr:
     ignored = tuple(ignoring)
     return binary(left, "unless", right, f"ignoring ({', '.join(ignored)})" if ignored else "")
+
+
+def over_time(function: str, series: Expr, window: str) -> Expr:
+    """A range-vector function such as `increase`, `max_over_time` or `min_over_time`."""
+    return Expr(f"{function}({series}[{window}])")
+
+
+def predict_linear(series: Expr, window: str, seconds_ahead: int) -> Expr:
+    return Expr(f"predict_linear({series}[{window}], {seconds_ahead})")
+
+
+def below(expr: Expr, threshold: Expr | float) -> Expr:
+    return binary(expr, "<", threshold)

@@ -17,8 +17,10 @@ from .upstream import BUCKET_BOUND, UP
 
 WINDOW = "5m"  # every rate of the catalogue: four scrapes at least, even at a 1m interval
 
-SERVICE_LEVEL = (L.ENVIRONMENT, L.SERVICE)
-INSTANCE_LEVEL = (L.ENVIRONMENT, L.SERVICE, L.JOB, L.INSTANCE)
+# `team` (set per service in the stack file, absent for most) is kept so that alerts on recorded
+# series still reach the team's receiver; it never splits a service.
+SERVICE_LEVEL = (L.ENVIRONMENT, L.SERVICE, L.TEAM)
+INSTANCE_LEVEL = (L.ENVIRONMENT, L.SERVICE, L.TEAM, L.JOB, L.INSTANCE)
 
 # Scrape failures that mean "the instance is not there" (rather than "it answers, but wrongly").
 UNREACHABLE_REASONS = ("connection_refused", "connection_error", "timeout")
@@ -55,6 +57,11 @@ SERVICE_UNAVAILABLE_RATIO = Recording(
         q.count_by(SERVICE_LEVEL, INSTANCE_UNAVAILABLE.series()),
     ),
     "Fraction of a service's instances that give no usable stats.",
+)
+SERVICE_UNAVAILABLE_COUNT = Recording(
+    "service:pharos_instances_unavailable:count",
+    q.aggregate("sum", INSTANCE_UNAVAILABLE.series(), by=SERVICE_LEVEL),
+    "Number of a service's instances that give no usable stats.",
 )
 HTTP_REQUESTS_RATE = Recording(
     "service:http_server_requests:rate5m",
@@ -107,6 +114,7 @@ MEMORY_USED_RATIO = Recording(
 RECORDINGS = (
     INSTANCE_UNAVAILABLE,
     SERVICE_UNAVAILABLE_RATIO,
+    SERVICE_UNAVAILABLE_COUNT,
     HTTP_REQUESTS_RATE,
     HTTP_ERRORS_RATE,
     HTTP_ERROR_RATIO,

@@ -1,7 +1,8 @@
 """Annotation text with three kinds of placeholders, rendered for Prometheus or for a test's expectation.
 
 - `{label.SERVICE}`: a label of the alert, named by its attribute in `exporter.catalogue.Label`
-  (or `INTEGRATION`, Alertmanager's), so that a renamed label changes every summary with it;
+  (or `INTEGRATION`, `RULE_GROUP`, `ALERTMANAGER`: Prometheus' and Alertmanager's), so that a
+  renamed label changes every summary with it;
 - `{value:percent}`: the alert's value, in one of `FORMATS`;
 - `{threshold.ratio:percent}`: one of the alert's thresholds, resolved per environment at build time.
 
@@ -31,9 +32,14 @@ FORMATS = {
     "percent": Format("humanizePercentage", lambda v: "%.4g%%" % (v * 100)),
     "seconds": Format('printf "%.3fs"', lambda v: "%.3fs" % v),
     "number": Format('printf "%.2f"', lambda v: "%.2f" % v),
+    "count": Format('printf "%.0f"', lambda v: "%.0f" % v),
 }
 
-LABELS = {name: value for name, value in vars(Label).items() if name.isupper()} | {"INTEGRATION": upstream.INTEGRATION}
+LABELS = {name: value for name, value in vars(Label).items() if name.isupper()} | {
+    "INTEGRATION": upstream.INTEGRATION,
+    "RULE_GROUP": upstream.RULE_GROUP,
+    "ALERTMANAGER": upstream.ALERTMANAGER_URL,
+}
 
 _PLACEHOLDER = re.compile(r"\{(?P<what>label|value|threshold)(?:\.(?P<name>\w+))?(?::(?P<format>\w+))?\}")
 

@@ -11,7 +11,12 @@ dashboard:
   expects filled in through grafanalib's `extraJson`;
 - a panel compared with an alert draws the alert's threshold as a dashed red series, computed in
   PromQL from the alert catalogue for each environment on screen (`AlertThreshold`): thresholds
-  differ per environment, and a static Grafana threshold could only show one of them;
+  differ per environment, and a static Grafana threshold could only show one of them. The line is
+  drawn only once the data comes within `NEAR_THRESHOLD` of it, so a threshold far above the
+  data never flattens the data against the bottom of the axis (the axis follows the data);
+- readable at a glance: legends below the graph as tables (mean, max, last), series that stay at
+  zero over the whole range hidden, and every stat or table cell an alert watches coloured by
+  steps taken from the alert catalogue (`AlertThreshold.color_steps`);
 - panels are laid out left to right in rows of 24 columns (`Layout`), ids follow layout order,
   and JSON is written with sorted keys, so the same code always gives the same bytes.
 """
@@ -28,6 +33,7 @@ from grafanalib._gen import DashboardEncoder
 
 from pharos_monitoring.alerts import promql as q
 from pharos_monitoring.alerts.model import ENVIRONMENTS, Alert
+from pharos_monitoring.alerts.upstream import ALERTNAME, SEVERITY
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
 
@@ -52,6 +58,14 @@ CORES = "percentunit"  # CPU seconds per second: 100 % is one core
 GREEN, ORANGE, RED, BLUE, GREY = "green", "orange", "red", "blue", "text"
 SERVER_ERRORS = q.matches(L.STATUS, "5..")  # HTTP 5xx responses
 THRESHOLD_REF = "T"  # refId of the alert-threshold series of a panel
+LEGEND_PLACEMENT = "bottom"  # below the graph: the graph keeps the panel's full width
+LEGEND_CALCS = ["mean", "max", "lastNotNull"]
+# A threshold line appears once the panel's largest value reaches this share of the (smallest)
+# threshold on screen: the axis then spans at most twice the data, never a flat line at the bottom.
+NEAR_THRESHOLD = 0.5
+# Table cells and stats an alert watches: orange from this share of the threshold, red at it.
+WARN_SHARE = 0.8
+_NEAR_GATE = " and on () "  # joins a threshold line to the condition that shows it (see `near`)
 
 # Stable uids: links between the dashboards and bookmarks depend on them.
 SERVICES_OVERVIEW_UID = "pharos-services-overview"
@@ -141,11 +155,30 @@ class AlertThreshold:
         known = q.binary(signal, "/", self.per_environment(), f"on ({L.ENVIRONMENT}) group_left ()")
         return q.either(known, q.binary(signal, "/", self.default))
 
+    def near(self, on_screen: q.Expr, signal: q.Expr) -> q.Expr:
+        """`line(on_screen)`, but only while `signal` reaches `NEAR_THRESHOLD` of the lowest threshold
+        on screen: a line far above the data would stretch the axis and flatten the data."""
+        line = self.line(on_screen)
+        reached = q.binary(q.aggregate("max", signal), ">=", q.binary(q.aggregate("min", line), "*", NEAR_THRESHOLD))
+        return q.Expr(f"({line}){_NEAR_GATE}({reached})")
+
+    def color_steps(self) -> list[dict]:
+        """Colour steps for a stat or table cell: one Grafana threshold holds one value, so the
+        strictest environment's threshold. A cell is never green where its environment alerts;
+        the overview's "worst vs. alert threshold" judges each environment by its own."""
+        strictest = min(self.value(env) for env in ENVIRONMENTS)
+        return steps((None, GREEN), (round(strictest * WARN_SHARE, 12), ORANGE), (strictest, RED))
+
     @property
     def legend(self) -> str:
         if self.same_everywhere:
             return f"{self.alert.name} threshold"
         return f"{self.alert.name} threshold ({{{{{L.ENVIRONMENT}}}}})"
+
+
+def ungated(expr: str) -> str:
+    """A threshold query without the condition `AlertThreshold.near` added: the line itself."""
+    return expr.split(_NEAR_GATE, 1)[0].removeprefix("(").removesuffix(")") if _NEAR_GATE in expr else expr
 
 
 # --- queries -------------------------------------------------------------------------------------
@@ -204,16 +237,18 @@ def timeseries(
     stacked: bool = False,
     soft_max: float | None = None,
 ) -> g.TimeSeries:
-    """A TimeSeries whose legend is a table sorted worst (largest) first.
+    """A TimeSeries with its legend below as a table sorted worst (largest) first; series that
+    stay at zero over the range are hidden.
 
     `threshold` = (alert threshold, series on screen) adds the alert's threshold as a dashed red
-    series for each environment shown.
+    series for each environment shown, once the first query's values come near it.
     """
     targets = list(targets)
-    overrides = []
+    overrides = [hide_zero_series_override()]
     if threshold is not None:
         alert_threshold, on_screen = threshold
-        targets.append(target(alert_threshold.line(on_screen), alert_threshold.legend, THRESHOLD_REF))
+        line = alert_threshold.near(on_screen, q.Expr(targets[0].expr))
+        targets.append(target(line, alert_threshold.legend, THRESHOLD_REF))
         overrides.append(threshold_line_override())
     custom_extra = {"axisSoftMin": 0}
     if soft_max is not None:
@@ -229,8 +264,8 @@ def timeseries(
         lineWidth=1,
         showPoints="never",
         legendDisplayMode="table",
-        legendPlacement="right",
-        legendCalcs=["mean", "max", "lastNotNull"],
+        legendPlacement=LEGEND_PLACEMENT,
+        legendCalcs=list(LEGEND_CALCS),
         tooltipMode="multi",
         tooltipSort="desc",
         overrides=overrides,
@@ -240,6 +275,15 @@ def timeseries(
             "options": {"legend": {"showLegend": True, "sortBy": "Max", "sortDesc": True}},
         },
     )
+
+
+def hide_zero_series_override() -> dict:
+    """Grafana's answer to the old graph panel's hideZero: a series whose largest value over the
+    range is 0 (all our series are >= 0) is left out of the graph, the legend and the tooltip."""
+    return {
+        "matcher": {"id": "byValue", "options": {"reducer": "max", "op": "lte", "value": 0}},
+        "properties": [{"id": "custom.hideFrom", "value": {"legend": True, "tooltip": True, "viz": True}}],
+    }
 
 
 def threshold_line_override() -> dict:
@@ -287,13 +331,19 @@ def stat(
 @dataclass(frozen=True)
 class Column:
     """One value column of a table: the instant query `expr` (one row per label set), its title,
-    unit and colour steps."""
+    unit, colour steps and value mappings (a number shown as a word, see `value_names`)."""
 
     title: str
     expr: q.Expr
     unit: str = COUNT
     thresholds: Sequence[dict] = ()
     decimals: int | None = None
+    mappings: Sequence[dict] = ()
+
+
+def value_names(names: Sequence[str]) -> list[dict]:
+    """Grafana value mappings that show 1, 2, ... as `names` (PromQL values are numbers only)."""
+    return [{"type": "value", "options": {str(code): {"text": name, "index": code - 1} for code, name in enumerate(names, 1)}}]
 
 
 def table(title: str, description: str, keys: Sequence[str], columns: Sequence[Column], sort_by: str, links: Sequence[dict] = ()) -> g.Table:
@@ -319,6 +369,8 @@ def table(title: str, description: str, keys: Sequence[str], columns: Sequence[C
         properties = [{"id": "unit", "value": column.unit}]
         if column.decimals is not None:
             properties.append({"id": "decimals", "value": column.decimals})
+        if column.mappings:
+            properties.append({"id": "mappings", "value": list(column.mappings)})
         if column.thresholds:
             properties.append({"id": "thresholds", "value": _field_thresholds(column.thresholds)})
             properties.append({"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}})
@@ -369,6 +421,56 @@ def state_timeline(title: str, description: str, targets: Sequence[g.Target], st
     )
 
 
+# --- annotations ---------------------------------------------------------------------------------
+EVENT_STEP = "1m"  # the step of the event queries, and the window in which they look for a change
+
+
+def annotation(name: str, expr: q.Expr, title: str, text: str, color: str, tags: Sequence[str] = ()) -> dict:
+    """A Prometheus annotation query: every sample of `expr` marks the graphs at its time (a run
+    of samples, a region)."""
+    return {
+        "name": name,
+        "datasource": DATASOURCE,
+        "enable": True,
+        "hide": False,
+        "iconColor": color,
+        "expr": str(expr),
+        "step": EVENT_STEP,
+        "titleFormat": title,
+        "textFormat": text,
+        "tagKeys": ",".join(tags),
+        "useValueForTime": False,
+    }
+
+
+def event_annotations(*scope: str) -> list[dict]:
+    """Alerts firing, instance restarts and deploys of what the variables `scope` select: what
+    changed just before a graph did."""
+    from . import upstream as u  # dashboards/upstream.py: the ALERTS series
+
+    # A service's alerts have no instance label: an instance filter would hide them.
+    firing = scoped(u.ALERTS.name, *(label for label in scope if label != L.INSTANCE), extra=(q.eq(u.ALERT_STATE, u.FIRING),))
+    start = scoped(c.START_TIME.name, *scope)
+    # The start time is computed from the uptime and moves by up to a second between scrapes.
+    restarted = q.above(q.binary(start, "-", q.Expr(f"{start} offset {EVENT_STEP}")), 5)
+    instance = (L.ENVIRONMENT, L.SERVICE, L.INSTANCE)
+    info = scoped(c.RUNTIME_INFO.name, *scope)
+    before = q.Expr(f"{info} offset {EVENT_STEP}")
+    versions = instance + (L.APP_VERSION,)
+    # A version an instance did not run a step ago, on an instance that was there (not a new one).
+    deployed = q.binary(
+        q.unless(q.aggregate("group", info, by=versions), q.aggregate("group", before, by=versions)),
+        "and",
+        q.aggregate("group", before, by=instance),
+        f"on ({', '.join(instance)})",
+    )
+    return [
+        annotation("Alerts firing", firing, "{{" + ALERTNAME + "}}", legend_for(L.SERVICE, L.INSTANCE), RED, (ALERTNAME, SEVERITY)),
+        annotation("Restarts", restarted, "restart", legend_for(L.SERVICE, L.INSTANCE), ORANGE, (L.SERVICE,)),
+        annotation("Deploys", deployed, "deploy {{" + L.APP_VERSION + "}}", legend_for(L.SERVICE, L.INSTANCE), BLUE, (L.SERVICE,)),
+    ]
+
+
 # --- layout and dashboards -----------------------------------------------------------------------
 class Layout:
     """Places panels left to right in rows of 24 columns; `section` starts a titled row."""
@@ -412,7 +514,15 @@ def link_to(title: str, uid: str, tooltip: str) -> g.DashboardLink:
     )
 
 
-def dashboard(uid: str, title: str, description: str, variables: Sequence[g.Template], layout: Layout, links: Sequence[g.DashboardLink]) -> g.Dashboard:
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    variables: Sequence[g.Template],
+    layout: Layout,
+    links: Sequence[g.DashboardLink],
+    annotations: Sequence[dict] = (),
+) -> g.Dashboard:
     return g.Dashboard(
         uid=uid,
         title=title,
@@ -427,6 +537,7 @@ def dashboard(uid: str, title: str, description: str, variables: Sequence[g.Temp
         templating=g.Templating(list=list(variables)),
         panels=layout.panels,
         links=list(links),
+        annotations=g.Annotations(list=list(annotations)),
     ).auto_panel_ids()
 
 

@@ -1,7 +1,9 @@
 """Pipeline health: can the numbers on the other dashboards, and the alerts, be trusted?
 
 The exporter's view of every target (readable, how fast, why not), Prometheus' view of its scrape
-jobs and rule groups, and Alertmanager's deliveries. A gap here explains a gap everywhere else.
+jobs and rule groups, Prometheus' own health (configuration, storage, ingestion, alert sending,
+service discovery), and Alertmanager's configuration and deliveries. A gap here explains a gap
+everywhere else.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from pharos_monitoring.alerts import catalogue as alerts
 from pharos_monitoring.alerts import promql as q
 from pharos_monitoring.alerts import recording as r
+from pharos_monitoring.alerts import upstream as au
 from pharos_monitoring.alerts.upstream import ALERTMANAGER_NOTIFICATIONS, ALERTMANAGER_NOTIFICATIONS_FAILED, ALERTNAME, INTEGRATION, UP
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
@@ -23,6 +26,11 @@ TARGET = (L.SERVICE, L.INSTANCE, L.TARGET)
 TARGET_LEGEND = h.legend_for(L.SERVICE, L.INSTANCE, L.TARGET)
 NOTIFICATIONS_FAILING = h.AlertThreshold(alerts.NOTIFICATIONS_FAILING, "ratio")
 READABLE = ((1, "readable", h.GREEN), (0, "failing", h.RED))
+RELOADED = ((1, "loaded", h.GREEN), (0, "reload failed", h.RED))
+FAILURES = h.steps((None, h.GREEN), (1, h.RED))
+# `rule_group` is `<rules file path>;<group>`: legends show the group's name, not a cut-off path.
+GROUP_NAME = "group_name"
+GROUP_LEGEND = h.legend_for(GROUP_NAME)
 
 
 def _exporter(metric: c.Metric, *extra: q.Matcher) -> q.Expr:
@@ -32,6 +40,14 @@ def _exporter(metric: c.Metric, *extra: q.Matcher) -> q.Expr:
 def _rate(name: str, by) -> q.Expr:
     # Prometheus' and Alertmanager's own series: this datasource's, whatever their labels.
     return q.sum_by(by, q.rate(q.selector(name), h.RATE_WINDOW))
+
+
+def _by_group_name(expr: q.Expr) -> q.Expr:
+    return q.Expr(f'label_replace({expr}, "{GROUP_NAME}", "$1", "{u.RULE_GROUP}", ".*;(.*)")')
+
+
+def _total(metric) -> q.Expr:
+    return q.aggregate("sum", q.selector(metric.name))
 
 
 def build():
@@ -61,7 +77,7 @@ def build():
     layout.add(
         h.timeseries(
             "Failing targets by reason",
-            "Targets whose last fetch failed, by reason (0 everywhere is good).",
+            "Targets whose last fetch failed, by reason (reasons at 0 are hidden: nothing drawn is good).",
             [h.target(q.sum_by((c.Label.REASON,), _exporter(c.SCRAPE_ERROR)), h.legend_for(c.Label.REASON))],
             h.COUNT,
             stacked=True,
@@ -124,8 +140,8 @@ def build():
     layout.add(
         h.timeseries(
             "Rule evaluation failures",
-            "Failed rule evaluations per second, by rule group (0 is good).",
-            [h.target(_rate(u.RULE_EVALUATION_FAILURES.name, (u.RULE_GROUP,)), h.legend_for(u.RULE_GROUP))],
+            "Failed rule evaluations per second, by rule group (groups at 0 are hidden: nothing drawn is good).",
+            [h.target(_by_group_name(_rate(u.RULE_EVALUATION_FAILURES.name, (u.RULE_GROUP,))), GROUP_LEGEND)],
             h.PER_SECOND,
         ),
         8,
@@ -137,11 +153,13 @@ def build():
             "Last evaluation time of each rule group as a share of its interval; at 100 % evaluations are skipped.",
             [
                 h.target(
-                    q.divide(
-                        q.max_by((u.RULE_GROUP,), q.selector(u.RULE_GROUP_DURATION.name)),
-                        q.max_by((u.RULE_GROUP,), q.selector(u.RULE_GROUP_INTERVAL.name)),
+                    _by_group_name(
+                        q.divide(
+                            q.max_by((u.RULE_GROUP,), q.selector(u.RULE_GROUP_DURATION.name)),
+                            q.max_by((u.RULE_GROUP,), q.selector(u.RULE_GROUP_INTERVAL.name)),
+                        )
                     ),
-                    h.legend_for(u.RULE_GROUP),
+                    GROUP_LEGEND,
                 )
             ],
             h.RATIO,
@@ -152,9 +170,97 @@ def build():
     layout.add(
         h.timeseries(
             "Skipped rule evaluations",
-            "Rule-group evaluations skipped per second because the previous one was still running.",
-            [h.target(_rate(u.RULE_GROUP_MISSED.name, (u.RULE_GROUP,)), h.legend_for(u.RULE_GROUP))],
+            "Rule-group evaluations skipped per second because the previous one was still running (groups at 0 are hidden).",
+            [h.target(_by_group_name(_rate(u.RULE_GROUP_MISSED.name, (u.RULE_GROUP,))), GROUP_LEGEND)],
             h.PER_SECOND,
+        ),
+        8,
+        8,
+    )
+
+    layout.section("Prometheus itself")
+    layout.add(
+        h.state_timeline(
+            "Configuration reloads",
+            "Whether Prometheus' and Alertmanager's last configuration reload succeeded. After a failed reload both keep "
+            "running the previous configuration: a change you made is not in effect.",
+            [
+                h.target(q.aggregate("min", q.selector(au.CONFIG_RELOAD_SUCCESSFUL.name)), "Prometheus"),
+                h.target(q.aggregate("min", q.selector(au.ALERTMANAGER_CONFIG_RELOAD_SUCCESSFUL.name)), "Alertmanager", ref="B"),
+            ],
+            RELOADED,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Series in the head block",
+            "Series Prometheus holds in memory; a sudden climb is a label with too many values (memory follows it).",
+            [h.target(_total(u.HEAD_SERIES), "head series")],
+            h.COUNT,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Samples ingested per second",
+            "Samples Prometheus appends per second; a drop with unchanged targets means scrapes are failing or slower.",
+            [h.target(q.aggregate("sum", q.rate(q.selector(u.HEAD_SAMPLES_APPENDED.name), h.RATE_WINDOW)), "samples/s")],
+            h.PER_SECOND,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.stat(
+            "Storage failures in the time range",
+            "Failed compactions, write-ahead-log writes (samples lost) and block reloads over the dashboard's time range (0 is good).",
+            [
+                h.target(q.aggregate("sum", q.Expr(f"increase({q.selector(au.TSDB_COMPACTIONS_FAILED.name)}[$__range])")), "compactions"),
+                h.target(q.aggregate("sum", q.Expr(f"increase({q.selector(au.TSDB_WAL_WRITES_FAILED.name)}[$__range])")), "WAL writes", ref="B"),
+                h.target(q.aggregate("sum", q.Expr(f"increase({q.selector(au.TSDB_RELOADS_FAILED.name)}[$__range])")), "block reloads", ref="C"),
+            ],
+            h.COUNT,
+            FAILURES,
+            decimals=0,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Alerts sent to Alertmanager",
+            "Alerts Prometheus sends per second, and the sends that failed, per Alertmanager (failures hidden while at 0).",
+            [
+                h.target(_rate(au.NOTIFICATIONS_SENT.name, (au.ALERTMANAGER_URL,)), h.legend_for(au.ALERTMANAGER_URL) + " sent"),
+                h.target(_rate(au.NOTIFICATIONS_ERRORS.name, (au.ALERTMANAGER_URL,)), h.legend_for(au.ALERTMANAGER_URL) + " failed", ref="B"),
+            ],
+            h.PER_SECOND,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Alert queue towards Alertmanager vs. capacity",
+            "Share of Prometheus' notification queue in use; when full, new alerts are dropped.",
+            [h.target(q.divide(_total(au.NOTIFICATIONS_QUEUE_LENGTH), _total(au.NOTIFICATIONS_QUEUE_CAPACITY)), "queue")],
+            h.RATIO,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Service discovery",
+            "Targets service discovery finds, per scrape job, and discovery configurations that failed to load (hidden while 0).",
+            [
+                h.target(q.sum_by((u.SD_CONFIG,), q.selector(u.SD_DISCOVERED_TARGETS.name)), h.legend_for(u.SD_CONFIG)),
+                h.target(_total(u.SD_FAILED_CONFIGS), "failed configurations", ref="B"),
+            ],
+            h.COUNT,
         ),
         8,
         8,

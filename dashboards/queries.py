@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 from .prometheus import Prometheus
 
 _LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>[A-Za-z_][A-Za-z0-9_]*)\)$")
-_VARIABLE = re.compile(r"\$\{(?P<braced>\w+)(?::\w+)?\}|\$(?P<plain>\w+)")
+# `$1` is a capture reference of label_replace, which Grafana leaves alone (no variable has that name).
+_VARIABLE = re.compile(r"\$\{(?P<braced>\w+)(?::\w+)?\}|\$(?P<plain>(?!\d+\b)\w+)")
 _REGEX_SPECIAL = re.compile(r"[$^*{}\[\]'+?.()|\\]")
 
 

@@ -193,17 +193,23 @@ def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Dra
     defaults = panel["fieldConfig"]["defaults"]
     unit = defaults.get("unit", "")
     stacked = defaults.get("custom", {}).get("stacking", {}).get("mode") == "normal"
-    legend_width = area.width * 0.38 if panel["gridPos"]["w"] >= 8 else 0
+    data = [d for d in drawn if d.ref != h.THRESHOLD_REF]
+    thresholds = [d for d in drawn if d.ref == h.THRESHOLD_REF]
+    hidden = 0
+    if h.hide_zero_series_override() in panel["fieldConfig"].get("overrides", []):
+        shown = [d for d in data if max(_finite([v for _, v in d.series.points]) or [0.0]) > 0]
+        hidden, data = len(data) - len(shown), shown
+    below = panel.get("options", {}).get("legend", {}).get("placement") == "bottom"
+    legend_width = area.width * 0.38 if panel["gridPos"]["w"] >= 8 and not below else 0
+    legend_height = min(area.height * 0.4, 11 * (len(data) + len(thresholds)) + 4) if below and data else 0
     plot_width = area.width - 58 - legend_width
-    ax = canvas.figure.add_axes(canvas.rect(area.left + 52, area.top + 4, plot_width, area.height - 20))
+    ax = canvas.figure.add_axes(canvas.rect(area.left + 52, area.top + 4, plot_width, area.height - 20 - legend_height))
     ax.set_facecolor(PANEL)
     _time_axis(ax, window, plot_width)
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: format_value(value, unit)))
     ax.yaxis.set_major_locator(ticker.MaxNLocator(nbins=4))
     ax.grid(True, color="#eeeeee", linewidth=0.6)
 
-    data = [d for d in drawn if d.ref != h.THRESHOLD_REF]
-    thresholds = [d for d in drawn if d.ref == h.THRESHOLD_REF]
     # Worst first, as the dashboards' legends are sorted (by maximum, descending).
     data.sort(key=lambda d: max(_finite([v for _, v in d.series.points]) or [-math.inf]), reverse=True)
     baseline: dict[float, float] = {}
@@ -232,14 +238,17 @@ def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Dra
         entries.append((Line2D([], [], color=NAMED[h.RED], linewidth=1.2, linestyle=(0, (5, 4))), (item.name, "")))
     _y_range(ax, defaults.get("custom", {}), plotted)
     if not data:
-        _no_data(canvas, area)
-    if legend_width and entries:
+        _no_data(canvas, area, f"{hidden} series, all at 0 over the range (hidden)" if hidden else "No data", color=MUTED)
+    if legend_height and entries:
+        _legend(canvas, _Area(area.left + 8, area.top + area.height - legend_height + 4, area.width - 8, legend_height), area.width - 8, entries)
+    elif legend_width and entries:
         _legend(canvas, area, legend_width, entries)
 
 
 def _legend(canvas: _Canvas, area: _Area, width: float, entries: list[tuple[Line2D, tuple[str, str]]]) -> None:
-    """The legend at the right of a time series: as many entries as fit, names shortened to fit."""
-    fits = max(1, int((area.height - 8) // 11))
+    """The legend at the right of (or below) a time series, in the last `width` pixels of `area`:
+    as many entries as fit, names shortened to fit."""
+    fits = max(1, int((area.height - 4) // 11))
     shown = entries[:fits] if len(entries) <= fits else entries[: fits - 1]
     room = int((width - 28) / 4.7)  # characters of 6.2 pt text that fit
     handles, labels = [e[0] for e in shown], [_shorten(name, room - len(suffix)) + suffix for _, (name, suffix) in shown]
@@ -335,7 +344,7 @@ def _draw_table(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Drawn]) 
         text_row, color_row = list(row[: len(keys)]), [PANEL] * len(keys)
         for name, value in zip(values, row[len(keys) :]):
             props = _overrides_for(panel, name)
-            text_row.append("" if math.isnan(value) else format_value(value, props.get("unit", ""), props.get("decimals")))
+            text_row.append("" if math.isnan(value) else _mapped(value, props.get("mappings", [])) or format_value(value, props.get("unit", ""), props.get("decimals")))
             colored = props.get("custom.cellOptions", {}).get("type") == "color-background" and not math.isnan(value)
             color_row.append(_tint(threshold_color(value, props["thresholds"]["steps"])) if colored else PANEL)
         text.append(text_row)
@@ -354,6 +363,16 @@ def _draw_table(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Drawn]) 
             cell.set_facecolor("#f0f1f2")
     if len(rows) > len(shown):
         canvas.text(area.left + 4, area.top + area.height - 12, f"... {len(rows) - len(shown)} more rows", fontsize=6.5, color=MUTED)
+
+
+def _mapped(value: float, mappings: Sequence[dict]) -> str:
+    """The text a Grafana value mapping shows for `value`, or "" when none maps it."""
+    for mapping in mappings:
+        if mapping.get("type") == "value":
+            found = mapping["options"].get(format(value, "g"))
+            if found and "text" in found:
+                return found["text"]
+    return ""
 
 
 def _tint(color: str) -> str:

@@ -2,7 +2,8 @@
 
 For one environment and service, per instance: whether its stats are readable and it calls itself
 healthy, HTTP traffic by route, method and status (rate, 5xx, latency), garbage collection by kind
-(rate, time, tenures), memory by space against its limit, and the process' CPU and memory.
+(rate, time, tenures), memory by space against its limit, the runtime's processes by state and
+its handle tables, and the process' CPU and memory.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ LATENCY = h.AlertThreshold(alerts.HIGH_LATENCY, "seconds")
 GC_TIME = h.AlertThreshold(alerts.GC_TIME_HIGH, "fraction")
 FULL_GCS = h.AlertThreshold(alerts.FULL_GC_STORM, "per_minute")
 MEMORY = h.AlertThreshold(alerts.MEMORY_NEAR_LIMIT, "ratio")
+HANDLE_TABLE = h.AlertThreshold(alerts.HANDLE_TABLE_NEARLY_FULL, "ratio")
 READABLE = ((1, "readable", h.GREEN), (0, "no stats", h.RED))
+SIDECAR_ONLY = (
+    "Only instances whose exporter runs beside them and is told their process (`process:` in its configuration) "
+    "have these; an exporter reading stats over the network (/probe) cannot see the process."
+)
 HEALTHY = ((1, "healthy", h.GREEN), (0, "failing", h.RED))
 
 
@@ -47,6 +53,11 @@ def _errors_by(labels) -> q.Expr:
 
 def _latency_by(quantile: float, labels) -> q.Expr:
     return q.histogram_quantile(quantile, q.sum_by(tuple(labels) + (BUCKET_BOUND,), _rate(c.HTTP_REQUEST_DURATION.bucket)))
+
+
+def _mean_latency_by(labels) -> q.Expr:
+    # The exact mean, from _sum / _count: unlike the quantiles it does not depend on the buckets.
+    return q.divide(q.sum_by(labels, _rate(c.HTTP_REQUEST_DURATION.sum)), q.sum_by(labels, _rate(c.HTTP_REQUEST_DURATION.count)))
 
 
 def _gauge(metric: c.Metric, labels=(L.INSTANCE,)) -> q.Expr:
@@ -135,6 +146,23 @@ def build():
         8,
     )
     layout.add(
+        h.timeseries(
+            "Latency: mean, p50, p90, p99",
+            "Request durations of the selected instances, all routes together: the mean (exact, from the sum and count of "
+            "durations) beside the 50th, 90th and 99th percentiles (estimated from the application's buckets).",
+            [
+                h.target(_latency_by(0.99, ()), "p99"),
+                h.target(_latency_by(0.9, ()), "p90", ref="B"),
+                h.target(_latency_by(0.5, ()), "p50", ref="C"),
+                h.target(_mean_latency_by(()), "mean", ref="D"),
+            ],
+            h.SECONDS,
+            threshold=(LATENCY, on_screen),
+        ),
+        8,
+        8,
+    )
+    layout.add(
         h.timeseries("Requests in flight", "HTTP requests being served, per instance.", [h.target(_gauge(c.HTTP_ACTIVE_REQUESTS), INSTANCE_LEGEND)], h.COUNT),
         8,
         8,
@@ -146,9 +174,11 @@ def build():
             ROUTE,
             (
                 h.Column("Requests/s", _requests_by(ROUTE), h.REQUESTS_PER_SECOND),
-                h.Column("5xx", q.divide(_errors_by(ROUTE), _requests_by(ROUTE)), h.RATIO),
+                h.Column("5xx", q.divide(_errors_by(ROUTE), _requests_by(ROUTE)), h.RATIO, ERROR_RATIO.color_steps()),
+                h.Column("Mean latency", _mean_latency_by(ROUTE), h.SECONDS),
                 h.Column("p50", _latency_by(0.5, ROUTE), h.SECONDS),
-                h.Column("p99", _latency_by(0.99, ROUTE), h.SECONDS),
+                h.Column("p90", _latency_by(0.9, ROUTE), h.SECONDS),
+                h.Column("p99", _latency_by(0.99, ROUTE), h.SECONDS, LATENCY.color_steps()),
                 h.Column("Sent/s", q.sum_by(ROUTE, _rate(c.HTTP_RESPONSE_SIZE.sum)), h.BYTES_PER_SECOND),
             ),
             sort_by="Requests/s",
@@ -172,10 +202,11 @@ def build():
     layout.add(
         h.timeseries(
             "Time in GC",
-            "Share of wall-clock time spent collecting garbage, by kind and in total.",
+            "Share of wall-clock time spent collecting garbage, in total and by kind, all over the same rate window "
+            "(the alert compares the total over 5 minutes).",
             [
-                h.target(q.sum_by((L.INSTANCE, L.GC_KIND), _rate(c.GC_DURATION.name)), h.legend_for(L.INSTANCE, L.GC_KIND)),
-                h.target(q.max_by((L.INSTANCE,), h.scoped(r.GC_TIME_RATIO.record, *SCOPE)), INSTANCE_LEGEND + " total", ref="B"),
+                h.target(q.sum_by((L.INSTANCE,), _rate(c.GC_DURATION.name)), INSTANCE_LEGEND + " total"),
+                h.target(q.sum_by((L.INSTANCE, L.GC_KIND), _rate(c.GC_DURATION.name)), h.legend_for(L.INSTANCE, L.GC_KIND), ref="B"),
             ],
             h.RATIO,
             threshold=(GC_TIME, on_screen),
@@ -212,7 +243,6 @@ def build():
             [h.target(q.max_by((L.INSTANCE, L.SPACE), h.scoped(r.MEMORY_USED_RATIO.record, *SCOPE)), h.legend_for(L.INSTANCE, L.SPACE))],
             h.RATIO,
             threshold=(MEMORY, on_screen),
-            soft_max=1,
         ),
         8,
         8,
@@ -228,21 +258,61 @@ def build():
         8,
     )
 
-    layout.section("Process")
+    layout.section("Runtime processes")
     layout.add(
-        h.timeseries("CPU", "CPU time per second of the application's process (100 % = one core).", [h.target(q.sum_by((L.INSTANCE,), _rate(c.PROCESS_CPU.name)), INSTANCE_LEGEND)], h.CORES),
+        h.timeseries(
+            "Processes by state",
+            "Processes of the runtime (Pharo processes; threads elsewhere) by state. A total that keeps growing is a "
+            "leak: blocked ones wait on what never comes, terminated ones are still referenced.",
+            [h.target(q.sum_by((L.INSTANCE, L.STATE), h.scoped(c.PROCESSES.name, *SCOPE)), h.legend_for(L.INSTANCE, L.STATE))],
+            h.COUNT,
+            stacked=True,
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Handle table use",
+            "Used share of each bounded handle table (Pharo: external semaphores; a process: file descriptors) "
+            "against its limit; when one is full, opening sockets and files fails.",
+            [
+                h.target(
+                    q.max_by(
+                        (L.INSTANCE, L.TABLE),
+                        q.divide(
+                            q.sum_without((L.STATE,), h.scoped(c.HANDLE_TABLE_SLOTS.name, *SCOPE, extra=(q.eq(L.STATE, c.HANDLE_SLOT_USED),))),
+                            h.scoped(c.HANDLE_TABLE_LIMIT.name, *SCOPE),
+                        ),
+                    ),
+                    h.legend_for(L.INSTANCE, L.TABLE),
+                )
+            ],
+            h.RATIO,
+            threshold=(HANDLE_TABLE, on_screen),
+        ),
+        12,
+        8,
+    )
+
+    # Only an exporter beside its application (a sidecar given the app's pid, pid file or name)
+    # can read the process; one reading the stats over the network (/probe) cannot, and its
+    # instances have no line here.
+    layout.section("Process (instances read by a sidecar exporter)")
+    layout.add(
+        h.timeseries("CPU", "CPU time per second of the application's process (100 % = one core). " + SIDECAR_ONLY, [h.target(q.sum_by((L.INSTANCE,), _rate(c.PROCESS_CPU.name)), INSTANCE_LEGEND)], h.CORES),
         8,
         8,
     )
     layout.add(
-        h.timeseries("Resident memory", "Resident memory of the application's process.", [h.target(_gauge(c.PROCESS_RESIDENT_MEMORY), INSTANCE_LEGEND)], h.BYTES),
+        h.timeseries("Resident memory", "Resident memory of the application's process. " + SIDECAR_ONLY, [h.target(_gauge(c.PROCESS_RESIDENT_MEMORY), INSTANCE_LEGEND)], h.BYTES),
         8,
         8,
     )
     layout.add(
         h.timeseries(
             "Threads and open files",
-            "Operating-system threads and open file descriptors of the application's process.",
+            "Operating-system threads and open file descriptors of the application's process. " + SIDECAR_ONLY,
             [
                 h.target(_gauge(c.PROCESS_THREADS), INSTANCE_LEGEND + " threads"),
                 h.target(_gauge(c.PROCESS_OPEN_FDS), INSTANCE_LEGEND + " open files", ref="B"),
@@ -263,4 +333,4 @@ def build():
         h.link_to("Services overview", h.SERVICES_OVERVIEW_UID, "Every service, worst first"),
         h.link_to("Pipeline health", h.PIPELINE_HEALTH_UID, "Is the monitoring itself working?"),
     ]
-    return h.dashboard(UID, TITLE, __doc__.splitlines()[0], variables, layout, links)
+    return h.dashboard(UID, TITLE, __doc__.splitlines()[0], variables, layout, links, h.event_annotations(*SCOPE))

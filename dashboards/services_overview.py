@@ -75,21 +75,42 @@ def _firing_alerts():
     return q.either(q.count_by(BY_SERVICE, firing), q.binary(_instances_expected(), "*", 0))
 
 
+SIGNAL = "signal"  # label naming which signal a closeness series is (only in these queries)
+# The signals compared with their alert thresholds, by the name the table shows.
+SIGNALS = ("5xx", "p99 latency", "instances down", "GC time", "memory")
+
+
+def _either(exprs):
+    combined = exprs[0]
+    for more in exprs[1:]:
+        combined = q.either(combined, more)
+    return combined
+
+
+def _relative_signals():
+    """Every signal relative to its alert threshold, each with its own `signal` label value, so
+    that `or` keeps them all."""
+    relative = (
+        ERROR_RATIO.relative(_error_ratio()),
+        LATENCY.relative(_latency_p99()),
+        UNAVAILABLE.relative(_unavailable_ratio()),
+        GC_TIME.relative(_gc_time_worst()),
+        MEMORY.relative(_memory_fullest()),
+    )
+    return _either([q.Expr(f'label_replace({expr}, "{SIGNAL}", "{name}", "", "")') for name, expr in zip(SIGNALS, relative)])
+
+
 def closeness():
     """Per service, the largest signal relative to its alert threshold (1 = at the threshold)."""
-    signals = (
-        ("errors", ERROR_RATIO.relative(_error_ratio())),
-        ("latency", LATENCY.relative(_latency_p99())),
-        ("unavailable", UNAVAILABLE.relative(_unavailable_ratio())),
-        ("gc", GC_TIME.relative(_gc_time_worst())),
-        ("memory", MEMORY.relative(_memory_fullest())),
-    )
-    # Each signal gets its own label value, so that `or` keeps them all for `max` to compare.
-    tagged = [q.Expr(f'label_replace({expr}, "signal", "{name}", "", "")') for name, expr in signals]
-    combined = tagged[0]
-    for more in tagged[1:]:
-        combined = q.either(combined, more)
-    return q.max_by(BY_SERVICE, combined)
+    return q.max_by(BY_SERVICE, _relative_signals())
+
+
+def worst_signal():
+    """Per service, which signal `closeness` took: its position in SIGNALS (1, 2, ...), which the
+    table shows as the name (a query's value can only be a number)."""
+    codes = _either([q.Expr(f'label_replace(vector({code}), "{SIGNAL}", "{name}", "", "")') for code, name in enumerate(SIGNALS, 1)])
+    worst = q.Expr(f"topk by ({', '.join(BY_SERVICE)}) (1, {_relative_signals()})")
+    return q.sum_by(BY_SERVICE, q.binary(q.binary(worst, "*", 0), "+", codes, f"on ({SIGNAL}) group_left ()"))
 
 
 def build():
@@ -104,6 +125,7 @@ def build():
             "Share of HTTP responses that are 5xx, all selected services.",
             [h.target(q.divide(q.aggregate("sum", h.scoped(r.HTTP_ERRORS_RATE.record, *SCOPE)), q.aggregate("sum", _requests())))],
             h.RATIO,
+            ERROR_RATIO.color_steps(),
             graph=True,
         ),
         h.stat(
@@ -134,17 +156,20 @@ def build():
         h.table(
             "Services, worst first",
             "One row per environment and service. 'Worst vs. alert threshold' is the signal closest to its alert "
-            "threshold in that environment (100 % = at the threshold); rows are sorted by it. Click a service for its detail.",
+            "threshold in that environment (100 % = at the threshold), named in 'Worst signal'; rows are sorted by it. "
+            "The other cells turn orange at 80 % and red at 100 % of the strictest environment's alert threshold. "
+            "Click a service for its detail.",
             BY_SERVICE,
             (
                 h.Column("Worst vs. alert threshold", closeness(), h.RATIO, CLOSENESS, decimals=0),
+                h.Column("Worst signal", worst_signal(), h.COUNT, decimals=0, mappings=h.value_names(SIGNALS)),
                 h.Column("Up", _instances_up(), h.COUNT, decimals=0),
                 h.Column("Expected", _instances_expected(), h.COUNT, decimals=0),
                 h.Column("Requests/s", _requests(), h.REQUESTS_PER_SECOND),
-                h.Column("5xx", _error_ratio(), h.RATIO),
-                h.Column("p99 latency", _latency_p99(), h.SECONDS),
-                h.Column("GC time (worst instance)", _gc_time_worst(), h.RATIO),
-                h.Column("Memory vs. limit (fullest)", _memory_fullest(), h.RATIO),
+                h.Column("5xx", _error_ratio(), h.RATIO, ERROR_RATIO.color_steps()),
+                h.Column("p99 latency", _latency_p99(), h.SECONDS, LATENCY.color_steps()),
+                h.Column("GC time (worst instance)", _gc_time_worst(), h.RATIO, GC_TIME.color_steps()),
+                h.Column("Memory vs. limit (fullest)", _memory_fullest(), h.RATIO, MEMORY.color_steps()),
                 h.Column("Firing alerts", _firing_alerts(), h.COUNT, ALERT_COUNT, decimals=0),
             ),
             sort_by="Worst vs. alert threshold",
@@ -159,7 +184,7 @@ def build():
         ("Requests per second", "HTTP requests per second, per service.", _requests(), h.REQUESTS_PER_SECOND, None),
         ("5xx ratio", "Share of HTTP responses that are 5xx, over 5 minutes.", _error_ratio(), h.RATIO, ERROR_RATIO),
         ("p99 latency", "99th percentile of HTTP request durations, from the applications' buckets.", _latency_p99(), h.SECONDS, LATENCY),
-        ("Instances without usable stats", "Share of a service's instances that are down or unreadable.", _unavailable_ratio(), h.RATIO, UNAVAILABLE),
+        ("Instances without usable stats", "Share of a service's instances that are down or unreadable; services at 0 are hidden (nothing drawn: all readable).", _unavailable_ratio(), h.RATIO, UNAVAILABLE),
         ("GC time (worst instance)", "Share of wall-clock time the service's busiest instance spends in GC.", _gc_time_worst(), h.RATIO, GC_TIME),
         ("Memory vs. limit (fullest space)", "Used share of the fullest memory space that has a limit.", _memory_fullest(), h.RATIO, MEMORY),
     ]
@@ -176,5 +201,5 @@ def build():
         h.link_to("Service detail", h.SERVICE_DETAIL_UID, "Per instance: GC, memory, HTTP by route, process, health"),
         h.link_to("Pipeline health", h.PIPELINE_HEALTH_UID, "Is the monitoring itself working?"),
     ]
-    return h.dashboard(UID, TITLE, __doc__.splitlines()[0], variables, layout, links)
+    return h.dashboard(UID, TITLE, __doc__.splitlines()[0], variables, layout, links, h.event_annotations(*SCOPE))
 

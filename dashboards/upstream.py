@@ -1,20 +1,19 @@
 """Names that Prometheus and Alertmanager define and only the dashboards use, declared once.
 
 Our own vocabulary is `exporter/catalogue.py`; the names the alerts share with the dashboards (`up`,
-Alertmanager's notification counters, `le`) are in `alerts/upstream.py`. These are the rest: what
-the pipeline-health dashboard reads from Prometheus' and Alertmanager's own /metrics (checked
+Alertmanager's notification counters, Prometheus' rule-group counters, `le`) are in
+`alerts/upstream.py`. These are the rest: what the pipeline-health dashboard reads from Prometheus' and Alertmanager's own /metrics (checked
 against Prometheus 2.42 and Alertmanager 0.25), and the `ALERTS` series Prometheus writes for every
 pending or firing alert.
 """
 
 from __future__ import annotations
 
-from pharos_monitoring.alerts.upstream import ALERTNAME
+from pharos_monitoring.alerts.upstream import ALERTNAME, RULE_EVALUATION_FAILURES, RULE_GROUP, RULE_GROUP_MISSED  # noqa: F401 (re-exported)
 from pharos_monitoring.exporter.catalogue import COUNTER, GAUGE, Metric
 
 ALERT_STATE = "alertstate"  # label of ALERTS: pending | firing
 FIRING = "firing"
-RULE_GROUP = "rule_group"  # `<file>;<group>` on Prometheus' rule-group metrics
 ALERTMANAGER_STATE = "state"  # label of alertmanager_alerts: active | suppressed | unprocessed
 ACTIVE = "active"
 
@@ -32,13 +31,6 @@ SCRAPE_DURATION = Metric(
     (),
     "Prometheus",
 )
-RULE_EVALUATION_FAILURES = Metric(
-    "prometheus_rule_evaluation_failures_total",
-    COUNTER,
-    "Rule evaluations that failed, by rule group.",
-    (RULE_GROUP,),
-    "Prometheus",
-)
 RULE_GROUP_DURATION = Metric(
     "prometheus_rule_group_last_duration_seconds",
     GAUGE,
@@ -53,17 +45,23 @@ RULE_GROUP_INTERVAL = Metric(
     (RULE_GROUP,),
     "Prometheus",
 )
-RULE_GROUP_MISSED = Metric(
-    "prometheus_rule_group_iterations_missed_total",
-    COUNTER,
-    "Rule-group evaluations skipped because the previous one was still running.",
-    (RULE_GROUP,),
-    "Prometheus",
-)
 ALERTMANAGER_ALERTS = Metric(
     "alertmanager_alerts",
     GAUGE,
     "Alerts Alertmanager holds, by state.",
     (ALERTMANAGER_STATE,),
     "Alertmanager",
+)
+
+# Prometheus' own health beyond what the self-monitoring alerts read (alerts/upstream.py).
+SD_CONFIG = "config"  # label of the service-discovery metrics: the scrape job (or alerting config)
+HEAD_SERIES = Metric("prometheus_tsdb_head_series", GAUGE, "Series in Prometheus' in-memory head block.", (), "Prometheus")
+HEAD_SAMPLES_APPENDED = Metric(
+    "prometheus_tsdb_head_samples_appended_total", COUNTER, "Samples Prometheus appended to its head block.", (), "Prometheus"
+)
+SD_DISCOVERED_TARGETS = Metric(
+    "prometheus_sd_discovered_targets", GAUGE, "Targets service discovery currently finds, by configuration.", (SD_CONFIG,), "Prometheus"
+)
+SD_FAILED_CONFIGS = Metric(
+    "prometheus_sd_failed_configs", GAUGE, "Service-discovery configurations that failed to load.", (), "Prometheus"
 )

@@ -41,7 +41,7 @@ from .faults import FaultError, Faults, FaultSettings
 from .orders import OrderStore, RequestError
 from .pressure import AllocationPressure
 from .request_stats import RequestStats
-from .runtime_stats import GCMonitor, memory_limit, vm_section
+from .runtime_stats import GCMonitor, handle_tables_section, memory_limit, processes_section, vm_section
 from .traffic import TrafficGenerator
 
 log = logging.getLogger("pharos.demo")
@@ -160,6 +160,8 @@ class DemoApp:
                 "startTime": round(started, 3),
             },
             "vm": vm_section(self.gc_monitor, self.process),
+            "processes": processes_section(self.process),
+            "handleTables": handle_tables_section(self.process),
             "http": self.stats.document(),
             "health": {"healthy": healthy, "checks": checks},
         }

@@ -18,6 +18,12 @@ reports CPython's figures under the Pharo names like this:
 
 Only GC-tracked containers (dicts, lists, instances...) count towards the collector's thresholds,
 which is why the allocation-pressure fault churns dicts rather than plain bytes.
+
+The `processes` section lists the process's operating-system threads (`/proc/<pid>/task/*/stat`),
+their kernel state named as Pharo's process states (R running or runnable: `active`; S and D
+sleeping: `blocked`; T and t stopped: `suspended`; Z and X: `terminated`) and their nice value as
+the priority. The one handle table is `file_descriptors`: open descriptors against the soft
+RLIMIT_NOFILE, the point where `open()` and `accept()` start failing with EMFILE.
 """
 
 from __future__ import annotations
@@ -109,6 +115,36 @@ def vm_section(monitor: GCMonitor, process: psutil.Process) -> dict:
     if free is not None:
         vm["freeOldSpaceSize"] = free
     return vm
+
+
+_THREAD_STATES = {"R": "active", "S": "blocked", "D": "blocked", "T": "suspended", "t": "suspended", "Z": "terminated", "X": "terminated"}
+
+
+def processes_section(process: psutil.Process) -> list[dict]:
+    """The `processes` section: the threads of `process` by state and nice value."""
+    groups: dict[tuple[str, int], int] = {}
+    try:
+        tasks = list(Path(f"/proc/{process.pid}/task").iterdir())
+    except OSError:  # no procfs: every thread counted as active at nice 0
+        return [{"state": "active", "priority": 0, "count": process.num_threads()}]
+    for task in tasks:
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the thread ended while we looked
+        key = (_THREAD_STATES.get(fields[0], "ready"), int(fields[16]))
+        groups[key] = groups.get(key, 0) + 1
+    return [{"state": state, "priority": nice, "count": count} for (state, nice), count in sorted(groups.items())]
+
+
+def handle_tables_section(process: psutil.Process) -> list[dict]:
+    """The `handleTables` section: file descriptors in use against the soft RLIMIT_NOFILE."""
+    used = process.num_fds()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    table = {"table": "file_descriptors", "used": used}
+    if soft != resource.RLIM_INFINITY:
+        table.update(free=max(0, soft - used), max=soft)
+    return [table]
 
 
 def _shallow_size(objects: list) -> int:

@@ -77,6 +77,8 @@ class Label:
     JOB = "job"
     SERVICE = "service"
     ENVIRONMENT = "environment"
+    COMPONENT = "component"  # on the monitoring's own jobs (prometheus, alertmanager, pharos-exporter)
+    TEAM = "team"  # the team owning a service (stack file), which Alertmanager routes on
     # Docker Swarm: the swarm collector (exporter/swarm.py) and the generated swarm discovery.
     NODE = "node"  # a swarm node's hostname
     NODE_ID = "node_id"
@@ -90,11 +92,28 @@ class Label:
     IMAGE = "image"
     STACK = "stack"
     HEALTH = "health"
+    # Runtime processes (Pharo Process, OS thread) and handle tables; `state` is Label.STATE.
+    PRIORITY = "priority"  # the runtime's own scale (Pharo: 10-80, higher runs first)
+    TABLE = "table"  # a bounded handle table of the runtime, e.g. external_semaphores
+    HEALTH_STATUS = "status"  # of application_health_status: values in HEALTH_STATUSES
 
 
 GC_KIND_MINOR = "minor"  # young generation / scavenge (Pharo: incremental GC)
 GC_KIND_MAJOR = "major"  # whole heap (Pharo: full GC; Go: every cycle)
 GC_KINDS = (GC_KIND_MINOR, GC_KIND_MAJOR)
+
+# `state` of runtime_processes: Pharo's process states, lower-cased (Stargate's `status`). Other
+# runtimes map onto them: an OS thread running or runnable is `active`, one sleeping `blocked`.
+PROCESS_STATES = ("active", "ready", "blocked", "suspended", "terminating", "terminated")
+# `state` of runtime_handle_table_slots. Used plus free is the table's current size, which may
+# grow up to runtime_handle_table_slots_limit: the share used is used / limit.
+HANDLE_SLOT_USED = "used"
+HANDLE_SLOT_FREE = "free"
+HANDLE_SLOT_STATES = (HANDLE_SLOT_USED, HANDLE_SLOT_FREE)
+HANDLE_TABLE_EXTERNAL_SEMAPHORES = "external_semaphores"  # Pharo's ExternalSemaphoreTable
+HANDLE_TABLE_FILE_DESCRIPTORS = "file_descriptors"  # a process's open files against RLIMIT_NOFILE
+# `status` of application_health_status (Stargate's PASS | WARN | FAIL, lower-cased).
+HEALTH_PASS, HEALTH_WARN, HEALTH_FAIL = HEALTH_STATUSES = ("pass", "warn", "fail")
 
 # Route label values the exporter itself produces.
 ROUTE_OVERFLOW = "__overflow__"  # routes beyond the per-target cap are summed here
@@ -214,6 +233,30 @@ RUNTIME_INFO = Metric(
     _RUNTIME,
 )
 
+# --- Runtime: processes and handle tables ---------------------------------------------------
+PROCESSES = Metric(
+    "runtime_processes",
+    GAUGE,
+    "Processes (Pharo) or threads of the runtime, by scheduling state (see PROCESS_STATES) and priority on the runtime's own scale.",
+    (Label.STATE, Label.PRIORITY),
+    _RUNTIME,
+)
+HANDLE_TABLE_SLOTS = Metric(
+    "runtime_handle_table_slots",
+    GAUGE,
+    "Slots of a bounded handle table of the runtime (Pharo: external semaphores; a process: file descriptors), by state (used | free). "
+    "Used plus free is the table's current size, which may grow up to its limit.",
+    (Label.TABLE, Label.STATE),
+    _RUNTIME,
+)
+HANDLE_TABLE_LIMIT = Metric(
+    "runtime_handle_table_slots_limit",
+    GAUGE,
+    "Most slots a handle table of the runtime may hold; when all are used, new handles fail.",
+    (Label.TABLE,),
+    _RUNTIME,
+)
+
 # --- HTTP server (OpenTelemetry http.server.*) -----------------------------------------------
 HTTP_REQUEST_DURATION = Metric(
     "http_server_request_duration_seconds",
@@ -243,6 +286,14 @@ APP_HEALTHY = Metric(
     GAUGE,
     "1 when the application reports itself healthy, 0 when it reports a problem.",
     (),
+    _APP,
+)
+APP_HEALTH_STATUS = Metric(
+    "application_health_status",
+    GAUGE,
+    "1 for the status the application reports (pass, warn: working but near a threshold, fail), 0 for the others; "
+    "only for applications that report a warning state (Stargate).",
+    (Label.HEALTH_STATUS,),
     _APP,
 )
 APP_HEALTH_CHECK = Metric(

@@ -84,7 +84,7 @@ class Exporter:
             url=spec.url,
             profile=get_profile(spec.profile),
             fetcher=Fetcher(spec.auth, spec.tls, limits.max_response_bytes),
-            routes=RouteTable(limits.max_routes_per_target),
+            routes=RouteTable(limits.max_routes_per_target, spec.routes),
             health=spec.health,
             process=ProcessWatcher(spec.process) if spec.process else None,
             slots=SlotAccount(limits.max_concurrent_per_target),
@@ -135,7 +135,7 @@ class Exporter:
                 url=url,
                 profile=profile,
                 fetcher=Fetcher(auth, tls, limits.max_response_bytes, allow=self.allow),
-                routes=RouteTable(limits.max_routes_per_target),
+                routes=RouteTable(limits.max_routes_per_target, probe.routes),
                 health=health,
                 slots=SlotAccount(limits.max_concurrent_per_target),
             )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .routes import check_route_template
 from .yaml_file import load_yaml_file, regular_file_problem, shown
 
 DEFAULT_LISTEN = "0.0.0.0:9841"
@@ -122,6 +123,7 @@ class Target:
     tls: TLS = TLS()
     health: bool = True  # also call the profile's health-check endpoint, where it has one
     process: Process = Process()
+    routes: tuple[str, ...] = ()  # declared route templates (/orders/{id}): they beat guessing
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class Probe:
     tls: TLS = TLS()
     health: bool = True
     max_targets_remembered: int = 10000  # route tables kept for so many distinct targets
+    routes: tuple[str, ...] = ()  # route templates declared for every probed target
 
 
 @dataclass(frozen=True)
@@ -356,7 +359,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
 def _target(reader: _Reader, value: Any, path: str, index: int) -> Target:
-    data = reader.mapping(value, path, {"name", "url", "profile", "auth", "tls", "health", "process"})
+    data = reader.mapping(value, path, {"name", "url", "profile", "auth", "tls", "health", "process", "routes"})
     url = reader.typed(data, "url", path, str, "", check_url)
     if not url:
         raise reader.fail(_join(path, "url"), "every target needs a url, e.g. http://127.0.0.1:8080/stats")
@@ -378,7 +381,20 @@ def _target(reader: _Reader, value: Any, path: str, index: int) -> Target:
         tls=read_tls(reader, data.get("tls"), _join(path, "tls")),
         health=reader.typed(data, "health", path, bool, True),
         process=process,
+        routes=_routes(reader, data, path),
     )
+
+
+def _routes(reader: _Reader, data: dict, path: str) -> tuple[str, ...]:
+    """`routes`: route templates such as /orders/{id}, each `{name}` standing for one segment."""
+    routes = reader.typed(data, "routes", path, list, [])
+    for index, entry in enumerate(routes):
+        if not isinstance(entry, str):
+            raise reader.fail(_join(_join(path, "routes"), index), f"expected a string like /orders/{{id}}, got {type(entry).__name__}")
+        problem = check_route_template(entry)
+        if problem:
+            raise reader.fail(_join(_join(path, "routes"), index), problem)
+    return tuple(routes)
 
 
 def _limits(reader: _Reader, value: Any, path: str) -> Limits:
@@ -405,7 +421,7 @@ def _label_length(value) -> str:
 def _probe(reader: _Reader, value: Any, path: str) -> Probe:
     from .serving.allowlist import AllowList
 
-    data = reader.mapping(value, path, {"allow", "default_profile", "auth", "tls", "health", "max_targets_remembered"})
+    data = reader.mapping(value, path, {"allow", "default_profile", "auth", "tls", "health", "max_targets_remembered", "routes"})
     allow = reader.typed(data, "allow", path, list, [])
     for index, entry in enumerate(allow):
         if not isinstance(entry, str):
@@ -420,6 +436,7 @@ def _probe(reader: _Reader, value: Any, path: str) -> Probe:
         tls=read_tls(reader, data.get("tls"), _join(path, "tls")),
         health=reader.typed(data, "health", path, bool, True),
         max_targets_remembered=reader.typed(data, "max_targets_remembered", path, int, 10000, _positive),
+        routes=_routes(reader, data, path),
     )
 
 

@@ -279,10 +279,31 @@ class Reading:
             route = template(route)
             if len(route) > self._max_length:
                 route, rewritten = shorten(route, self._max_length), (LABEL_TOO_LONG,)
-        labels = (method.upper(), self._route(route), status)
+        # An empty route: the application does not break its requests down by route at all.
+        labels = (method.upper(), self._route(route) if route else "", status)
         self.observe(c.HTTP_REQUEST_DURATION, labels, count, duration_seconds, duration_buckets, rewritten)
         if response_bytes is not None:
             self.observe(c.HTTP_RESPONSE_SIZE, labels, count, response_bytes, (), rewritten)
+
+    def processes(self, state: str, priority: float | str, count: float) -> None:
+        """Processes or threads in one (state, priority); states are lower-cased, so that
+        Stargate's BLOCKED and a format's blocked are one series."""
+        if not isinstance(priority, str):
+            priority = format(priority, "g")  # 40.0 -> "40": one series per priority, whatever the JSON
+        self.add(c.PROCESSES, count, (state.lower(), priority))
+
+    def handle_table(self, table: str, used: float | None = None, free: float | None = None, limit: float | None = None) -> None:
+        if used is not None:
+            self.set(c.HANDLE_TABLE_SLOTS, used, (table, c.HANDLE_SLOT_USED))
+        if free is not None:
+            self.set(c.HANDLE_TABLE_SLOTS, free, (table, c.HANDLE_SLOT_FREE))
+        if limit is not None:
+            self.set(c.HANDLE_TABLE_LIMIT, limit, (table,))
+
+    def health_status(self, status: str) -> None:
+        """One of HEALTH_STATUSES: 1 for it, 0 for the others (an enum gauge)."""
+        for each in c.HEALTH_STATUSES:
+            self.set(c.APP_HEALTH_STATUS, 1.0 if each == status else 0.0, (each,))
 
     def info(self, runtime: str, runtime_version: str = "", application: str = "", application_version: str = "") -> None:
         self.set(c.RUNTIME_INFO, 1.0, (runtime, runtime_version, application, application_version))

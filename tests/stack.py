@@ -248,8 +248,12 @@ class LiveStack:
         ]
         own_labels = {L.ENVIRONMENT: RULES_ENVIRONMENT}
         scrape_configs += [
-            {"job_name": "prometheus", "static_configs": [{"targets": [address], "labels": own_labels}]},
-            {"job_name": "alertmanager", "static_configs": [{"targets": [self.alertmanager_url.split("//")[1]], "labels": own_labels}]},
+            # `component`, as pharos/config/prometheus_config.py sets it on the monitoring's own jobs.
+            {"job_name": "prometheus", "static_configs": [{"targets": [address], "labels": {**own_labels, L.COMPONENT: "prometheus"}}]},
+            {
+                "job_name": "alertmanager",
+                "static_configs": [{"targets": [self.alertmanager_url.split("//")[1]], "labels": {**own_labels, L.COMPONENT: "alertmanager"}}],
+            },
         ]
         config = {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},

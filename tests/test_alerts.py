@@ -137,10 +137,12 @@ def _names_owned_elsewhere() -> tuple[set[str], set[str]]:
     from pharos_monitoring.alerts import upstream
 
     metrics = set()
-    for metric in catalogue.all_metrics() + [upstream.UP, upstream.ALERTMANAGER_NOTIFICATIONS, upstream.ALERTMANAGER_NOTIFICATIONS_FAILED]:
+    upstream_metrics = [value for value in vars(upstream).values() if isinstance(value, catalogue.Metric)]
+    for metric in catalogue.all_metrics() + upstream_metrics:
         metrics |= {metric.name, metric.bucket, metric.count, metric.sum}
     labels = {value for name, value in vars(catalogue.Label).items() if name.isupper()}
-    labels |= {upstream.ALERTNAME, upstream.SEVERITY, upstream.BUCKET_BOUND, upstream.INTEGRATION}
+    # Not ALERTMANAGER_URL: "alertmanager" is also the name of a job, which test series type as a value.
+    labels |= {upstream.ALERTNAME, upstream.SEVERITY, upstream.BUCKET_BOUND, upstream.INTEGRATION, upstream.RULE_GROUP}
     return metrics, labels
 
 

@@ -16,6 +16,7 @@ import yaml
 from pharos_monitoring.alerts.catalogue import ALERTS
 from pharos_monitoring.exporter.catalogue import Label as L
 from pharos_monitoring.cli import main
+from pharos_monitoring.config.build import RULE_TESTS_FILE as BUILD_RULE_TESTS
 
 from alerting_tools import AMTOOL, PROMTOOL, alert_states, assert_ok, post_alerts, route_receivers, run, running_alertmanager
 
@@ -44,6 +45,7 @@ def stack_data(secrets: Path) -> dict:
             "team-mail": {"email": ["team@example.com"]},
             "heartbeat": {"slack": slack("#heartbeat", "slack_heartbeat")},
             "delivery": {"email": ["oncall@example.com", "team@example.com"]},
+            "team-payments": {"email": ["payments@example.com"], "slack": slack("#payments", "slack_production")},
         },
         "routes": {
             "default": "team-mail",
@@ -52,13 +54,14 @@ def stack_data(secrets: Path) -> dict:
                 "production": {"critical": "pager", "warning": "team-production", "info": "team-production"},
                 "beta": {"critical": "team-staging", "warning": "team-staging"},
             },
+            "teams": {"payments": "team-payments"},
         },
         "environments": {
             "production": {
                 "alertmanagers": ["127.0.0.1:9093"],
                 "exporter": "127.0.0.1:9841",
                 "services": {
-                    "orders": {"mode": "sidecar", "targets": ["127.0.0.1:9842", "127.0.0.1:9843"]},
+                    "orders": {"mode": "sidecar", "targets": ["127.0.0.1:9842", "127.0.0.1:9843"], "team": "payments"},
                     "catalog": {"mode": "probe", "profile": "pharo", "targets": ["127.0.0.1:8080"], "files": ["file_sd/catalog.yml"]},
                 },
             },
@@ -112,10 +115,37 @@ def test_promtool_accepts_prometheus_yml_and_its_rules(built: Path, environment:
     assert output.count("rules found") == 2 and "FAILED" not in output
 
 
+@pytest.mark.parametrize("environment", ["production", "beta", "alpha"])
+def test_the_build_carries_promtool_unit_tests_that_pass_on_its_own_rules(built: Path, environment: str):
+    prometheus_dir = built / environment / "prometheus"
+    output = assert_ok(run(PROMTOOL, "test", "rules", BUILD_RULE_TESTS, cwd=prometheus_dir))
+    assert "SUCCESS" in output
+    tests = yaml.safe_load((prometheus_dir / BUILD_RULE_TESTS).read_text())
+    assert {group["alert_rule_test"][-1]["alertname"] for group in tests["tests"]} == {alert.name for alert in ALERTS}
+
+
+def test_the_build_tests_catch_a_threshold_edited_in_its_output(built: Path):
+    """The promise to a user: change a rule by hand and the shipped tests say so."""
+    rules = built / "production" / "prometheus" / "rules" / "pharos-alerts.yml"
+    rules.write_text(rules.read_text().replace("service:pharos_instances_unavailable:ratio >= 0.25", "service:pharos_instances_unavailable:ratio >= 0.5"))
+    result = run(PROMTOOL, "test", "rules", BUILD_RULE_TESTS, cwd=rules.parent.parent)
+    assert result.returncode != 0 and "PharosServiceInstancesDown in production" in result.stdout + result.stderr
+
+
+def test_tests_follow_the_stacks_for_and_are_left_out_for_another_rate_window(tmp_path: Path, secrets: Path):
+    data = stack_data(secrets) | {"alerts": {"PharosHighErrorRate": {"for": "1m"}, "PrometheusRuleFailures": {"for": "30m"}}}
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "production"]) == 0
+    assert_ok(run(PROMTOOL, "test", "rules", BUILD_RULE_TESTS, cwd=out / "prometheus"))
+    data["intervals"] = {"scrape_interval": "15s", "scrape_timeout": "10s", "rate_window": "1m"}
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "production"]) == 0
+    assert not (out / "prometheus" / BUILD_RULE_TESTS).exists(), "tests made for 5m rates would fail against 1m rates"
+
+
 def test_amtool_accepts_alertmanager_yml(built: Path):
     output = assert_ok(run(AMTOOL, "check-config", str(built / "production" / "alertmanager" / "alertmanager.yml")))
-    assert " - 2 inhibit rules" in output
-    assert " - 6 receivers" in output
+    assert " - 3 inhibit rules" in output  # the catalogue's two, and critical-silences-warning per service
+    assert " - 7 receivers" in output
 
 
 # --- routing: `amtool config routes test` ------------------------------------------------------
@@ -131,6 +161,11 @@ ROUTING_TABLE = [
     ({"alertname": "Watchdog", "severity": "info", "environment": "alpha"}, ["heartbeat"]),
     ({"alertname": "AlertmanagerNotificationsFailing", "severity": "critical", "environment": "production"}, ["delivery"]),
     ({"alertname": "PharosHighErrorRate", "severity": "critical"}, ["team-mail"]),  # no environment label at all
+    # A service with a team: its team hears of everything; pages still reach whoever is on call.
+    ({"alertname": "PharosInstanceDown", "severity": "warning", "environment": "production", "service": "orders", "team": "payments"}, ["team-payments"]),
+    ({"alertname": "PharosServiceInstancesDown", "severity": "critical", "environment": "production", "service": "orders", "team": "payments"}, ["pager", "team-payments"]),
+    ({"alertname": "PharosHighErrorRate", "severity": "critical", "environment": "beta", "service": "orders", "team": "payments"}, ["team-payments", "team-staging"]),
+    ({"alertname": "Watchdog", "severity": "info", "environment": "production", "team": "payments"}, ["heartbeat"]),
 ]
 
 
@@ -158,7 +193,9 @@ def test_alertmanager_settings(built: Path):
             assert integration["send_resolved"] is True
     assert [c["to"] for c in receivers["delivery"]["email_configs"]] == ["oncall@example.com", "team@example.com"]
     watchdog = next(route for route in config["route"]["routes"] if route["receiver"] == "heartbeat")
-    assert watchdog["repeat_interval"] == "1m"
+    # One heartbeat per minute: Alertmanager sends at every group_interval tick once repeat_interval
+    # has passed, and a repeat_interval equal to group_interval misses every second tick.
+    assert (watchdog["group_interval"], watchdog["repeat_interval"]) == ("1m", "30s")
 
 
 # --- inhibition, applied by a real Alertmanager ------------------------------------------------
@@ -174,17 +211,21 @@ def test_a_down_service_does_not_also_page_for_its_latency(built: Path, tmp_path
         alert("PharosServiceInstancesDown", "critical", "orders"),
         alert("PharosHighLatency", "critical", "orders"),
         alert("PharosInstanceDown", "warning", "orders", "orders-1:9841"),
-        alert("PharosHighErrorRate", "critical", "catalog"),  # another service: pages
+        alert("PharosHighErrorRate", "critical", "billing"),  # another service: pages
+        alert("SwarmServiceDegraded", "warning", "billing"),  # a warning of a paging service: waits
         alert("PharosExporterDown", "warning", "catalog", "catalog-1:8080"),
         alert("PharosMemoryNearLimit", "warning", "catalog", "catalog-1:8080"),  # same instance: silent
         alert("PharosGCTimeHigh", "warning", "catalog", "catalog-2:8080"),  # another instance: notifies
+        {"labels": {"alertname": "PrometheusRuleFailures", "severity": "critical", L.ENVIRONMENT: "production"}},
+        # A critical alert without a service silences no warning without one.
+        {"labels": {"alertname": "PrometheusBadConfig", "severity": "warning", L.ENVIRONMENT: "production"}},
     ]
     with running_alertmanager(built / "production" / "alertmanager" / "alertmanager.yml", tmp_path) as url:
         post_alerts(url, posted)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             states = alert_states(url)
-            if len(states) == len(posted) and states["PharosHighLatency"]["inhibitedBy"]:
+            if len(states) == len(posted) and states["PharosHighLatency"]["inhibitedBy"] and states["SwarmServiceDegraded"]["inhibitedBy"]:
                 break
             time.sleep(0.1)
     state = {name: status["state"] for name, status in states.items()}
@@ -193,9 +234,12 @@ def test_a_down_service_does_not_also_page_for_its_latency(built: Path, tmp_path
         "PharosHighLatency": "suppressed",
         "PharosInstanceDown": "suppressed",
         "PharosHighErrorRate": "active",
+        "SwarmServiceDegraded": "suppressed",
         "PharosExporterDown": "active",
         "PharosMemoryNearLimit": "suppressed",
         "PharosGCTimeHigh": "active",
+        "PrometheusRuleFailures": "active",
+        "PrometheusBadConfig": "active",
     }
 
 
@@ -209,7 +253,12 @@ def test_scrape_configs(built: Path):
     def set_labels(job):
         return {rule["target_label"]: rule["replacement"] for rule in job["relabel_configs"] if "replacement" in rule}
 
-    assert set_labels(jobs["orders"]) == {L.SERVICE: "orders", L.ENVIRONMENT: "production"}
+    assert set_labels(jobs["orders"]) == {L.SERVICE: "orders", L.ENVIRONMENT: "production", L.TEAM: "payments"}
+    for own in ("prometheus", "alertmanager", "pharos-exporter"):
+        # PharosMonitoringComponentDown watches exactly the jobs with a component label.
+        assert set_labels(jobs[own]) == {L.ENVIRONMENT: "production", L.COMPONENT: own}
+    for job in jobs.values():
+        assert (job["sample_limit"], job["label_limit"], job["body_size_limit"]) == (20000, 40, "10MB")
     assert jobs["orders"]["static_configs"] == [{"targets": ["127.0.0.1:9842", "127.0.0.1:9843"]}]
     assert "metrics_path" not in jobs["orders"]
 
@@ -227,6 +276,16 @@ def test_scrape_configs(built: Path):
 
 
 # --- determinism and secrets -------------------------------------------------------------------
+def test_scrape_limits_come_from_the_stack_file_and_promtool_accepts_them(tmp_path: Path, secrets: Path):
+    data = stack_data(secrets) | {"scrape_limits": {"sample_limit": 500, "label_limit": 0, "body_size_limit": "512KB"}}
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "alpha"]) == 0
+    config_path = out / "prometheus" / "prometheus.yml"
+    assert_ok(run(PROMTOOL, "check", "config", str(config_path)))
+    for job in yaml.safe_load(config_path.read_text())["scrape_configs"]:
+        assert (job["sample_limit"], job["label_limit"], job["body_size_limit"]) == (500, 0, "512KB")
+
+
 def test_building_twice_gives_the_same_bytes_whatever_the_hash_seed(tmp_path: Path, secrets: Path):
     stack = write_stack(tmp_path, stack_data(secrets))
     outputs = []
@@ -237,7 +296,7 @@ def test_building_twice_gives_the_same_bytes_whatever_the_hash_seed(tmp_path: Pa
         assert subprocess.run(command, env=environment, capture_output=True, timeout=120).returncode == 0
         outputs.append(files_of(out))
     assert outputs[0] == outputs[1]
-    assert len(outputs[0]) == 3 * 4  # per environment: prometheus.yml, two rule files, alertmanager.yml
+    assert len(outputs[0]) == 3 * 5  # per environment: prometheus.yml, two rule files, their tests, alertmanager.yml
     assert main(["build", "--config", str(stack), "--out", str(tmp_path / "out-1")]) == 0
     assert files_of(tmp_path / "out-1") == outputs[0]
 
@@ -263,6 +322,7 @@ def test_one_environment_goes_straight_into_out(tmp_path: Path, secrets: Path):
     assert main(["build", "--config", str(stack), "--out", str(out), "--environment", "beta"]) == 0
     assert sorted(files_of(out)) == [
         "alertmanager/alertmanager.yml",
+        f"prometheus/{BUILD_RULE_TESTS}",
         "prometheus/prometheus.yml",
         "prometheus/rules/pharos-alerts.yml",
         "prometheus/rules/pharos-recording.yml",
@@ -309,6 +369,11 @@ MISTAKES = [
     ("environments/production/services/orders/targets", ["orders-1"], "targets[0]: 'orders-1' is not HOST:PORT"),
     ("smtp", _DELETE, "receivers.delivery.email: mail receivers need the top-level smtp section"),
     ("receivers/team-mail/email", ["a@example.com, b@example.com"], "is not one mail address"),
+    ("scrape_limits", {"sample_limit": -1}, "scrape_limits.sample_limit: expected a whole number, 0 for no limit, got -1"),
+    ("scrape_limits", {"body_size_limit": "10 megabytes"}, "scrape_limits.body_size_limit: '10 megabytes' is not a size like 10MB"),
+    ("scrape_limits", {"samples": 5}, "scrape_limits.samples: unknown key"),
+    ("environments/alpha/services/orders/team", "billing", "environments.alpha.services.orders.team: no team 'billing' in routes.teams"),
+    ("routes/teams/payments", "nobody", "routes.teams.payments: no receiver 'nobody'"),
 ]
 
 

@@ -90,6 +90,12 @@ def error_of(data) -> str:
         ({"probe": {"allow": [" "]}}, "probe.allow[0]", "empty allow-list entry"),
         ({"probe": {"allow": ["not a host"]}}, "probe.allow[0]", "is not a host name, a network in CIDR notation or a URL prefix"),
         ({"probe": {"max_targets_remembered": 0}}, "probe.max_targets_remembered", "must be greater than 0"),
+        # declared route templates
+        ({"targets": [{"url": URL, "routes": "/orders/{id}"}]}, "targets[0].routes", "expected list, got str"),
+        ({"targets": [{"url": URL, "routes": [7]}]}, "targets[0].routes[0]", "expected a string like /orders/{id}, got int"),
+        ({"targets": [{"url": URL, "routes": ["orders/{id}"]}]}, "targets[0].routes[0]", "a route template starts with /"),
+        ({"targets": [{"url": URL, "routes": ["/orders/{id"]}]}, "targets[0].routes[0]", "placeholders are whole names in braces"),
+        ({"probe": {"routes": ["/orders?id={id}"]}}, "probe.routes[0]", "a path only, without scheme, host or query"),
     ],
 )
 def test_every_mistake_names_file_key_path_and_problem(data, path, problem):

@@ -153,7 +153,7 @@ def test_every_query_uses_the_datasource_variable_and_known_variables(uid):
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"] == h.DATASOURCE
-            used = set(re.findall(r"\$\{?(\w+)", target["expr"]))
+            used = set(re.findall(r"\$\{?(\w+)", target["expr"])) - {"1"}  # label_replace's capture reference
             assert used <= set(variables) | BUILTINS, f"{panel['title']}: unknown variables {used - set(variables) - BUILTINS}"
             # Every query is limited to what the variables select (Prometheus' and Alertmanager's
             # own series on the pipeline dashboard excepted: they are this datasource's).
@@ -212,8 +212,9 @@ def test_threshold_lines_equal_the_alert_catalogue_in_every_environment():
     checked = 0
     for uid, panel, target in _threshold_panels():
         alert = alert_catalogue_by_name(target["legendFormat"].split(" ")[0])
-        values = {env: float(v) for v, env in _PER_ENVIRONMENT.findall(target["expr"])}
-        everywhere = _EVERYWHERE.match(target["expr"])
+        line = h.ungated(target["expr"])
+        values = {env: float(v) for v, env in _PER_ENVIRONMENT.findall(line)}
+        everywhere = _EVERYWHERE.match(line)
         candidates = [name for name in alert.thresholds if UNITS_OF_THRESHOLDS.get(name) == panel["fieldConfig"]["defaults"]["unit"]]
         assert len(candidates) == 1, f"{uid} / {panel['title']}: unit {panel['fieldConfig']['defaults']['unit']} fits none of {alert.name}'s thresholds"
         expected = {env: alert.thresholds[candidates[0]].value(env) for env in ENVIRONMENTS}
@@ -223,6 +224,15 @@ def test_threshold_lines_equal_the_alert_catalogue_in_every_environment():
             assert values == expected, f"{uid} / {panel['title']}"
         checked += 1
     assert checked >= 11  # the application dashboards alone draw 11 threshold lines
+
+
+def test_threshold_lines_appear_only_when_the_data_comes_near():
+    """A line far above the data would stretch the axis and flatten the data (docs/dashboards.md)."""
+    for uid, panel, target in _threshold_panels():
+        line = h.ungated(target["expr"])
+        assert line != target["expr"], f"{uid} / {panel['title']}: threshold line drawn whatever the data"
+        first = panel["targets"][0]["expr"]
+        assert f"max({first}) >= min({line}) * {h.NEAR_THRESHOLD}" in target["expr"], f"{uid} / {panel['title']}"
 
 
 def alert_catalogue_by_name(name: str):
@@ -287,5 +297,117 @@ def test_variable_substitution_formats_as_grafana():
     assert queries.format_selection(["production", "alpha"], multi=True) == "(production|alpha)"
     assert queries.format_selection(["127.0.0.1:9841"], multi=True) == "(127\\\\.0\\\\.0\\\\.1:9841)"
     assert queries.substitute('up{job=~"$job", x="${x}"}[$__rate_interval]', {"job": "(a|b)", "x": "y", "__rate_interval": "1m"}) == 'up{job=~"(a|b)", x="y"}[1m]'
+    # label_replace's capture references are not variables (Grafana leaves them alone too).
+    assert queries.substitute('label_replace(up, "g", "$1", "job", "(.*)")', {}) == 'label_replace(up, "g", "$1", "job", "(.*)")'
     with pytest.raises(queries.VariableError, match=r"\$nope"):
         queries.substitute("up{a=~\"$nope\"}", {})
+
+
+# --- readability (issue 14) ----------------------------------------------------------------------
+def _timeseries():
+    return [(board["uid"], panel) for board in BOARDS for panel in _panels(board) if panel["type"] == "timeseries"]
+
+
+def test_legends_are_tables_below_the_graph():
+    for uid, panel in _timeseries():
+        legend = panel["options"]["legend"]
+        assert (legend["placement"], legend["displayMode"], legend["showLegend"]) == ("bottom", "table", True), f"{uid} / {panel['title']}"
+        assert legend["calcs"] == h.LEGEND_CALCS
+
+
+def test_series_at_zero_over_the_range_are_hidden():
+    for uid, panel in _timeseries():
+        assert h.hide_zero_series_override() in panel["fieldConfig"]["overrides"], f"{uid} / {panel['title']}"
+
+
+# Stat and table cells an alert watches, by title, and the alert threshold they compare with.
+WATCHED = {
+    "5xx": (alert_catalogue.HIGH_ERROR_RATE, "ratio"),
+    "5xx responses": (alert_catalogue.HIGH_ERROR_RATE, "ratio"),
+    "p99": (alert_catalogue.HIGH_LATENCY, "seconds"),
+    "p99 latency": (alert_catalogue.HIGH_LATENCY, "seconds"),
+    "GC time (worst instance)": (alert_catalogue.GC_TIME_HIGH, "fraction"),
+    "Memory vs. limit (fullest)": (alert_catalogue.MEMORY_NEAR_LIMIT, "ratio"),
+}
+
+
+def _cells():
+    """(dashboard, title, colour steps or None) of every stat and every table column."""
+    for board in BOARDS:
+        for panel in _panels(board):
+            if panel["type"] == "stat":
+                yield board["uid"], panel["title"], panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            elif panel["type"] == "table":
+                titles = next(t["options"] for t in panel["transformations"] if t["id"] == "organize")["renameByName"]
+                for override in panel["fieldConfig"]["overrides"]:
+                    name = override["matcher"]["options"]
+                    if name in titles:
+                        props = {prop["id"]: prop["value"] for prop in override["properties"]}
+                        yield board["uid"], titles[name], props.get("thresholds", {}).get("steps")
+
+
+def test_every_cell_an_alert_watches_is_coloured_from_the_alert_catalogue():
+    checked = 0
+    for uid, title, steps in _cells():
+        if title in WATCHED:
+            alert, name = WATCHED[title]
+            strictest = min(alert.thresholds[name].value(env) for env in ENVIRONMENTS)
+            assert steps is not None, f"{uid} / {title}: no colours"
+            assert [s["color"] for s in steps] == ["green", "orange", "red"], f"{uid} / {title}"
+            assert steps[2]["value"] == strictest and steps[1]["value"] == pytest.approx(strictest * h.WARN_SHARE), f"{uid} / {title}"
+            checked += 1
+    assert checked >= 7  # overview: the 5xx stat and 4 columns; detail: 5xx and p99 of the routes table
+
+
+def test_overview_names_the_worst_signal_beside_it():
+    from pharos_monitoring.dashboards import services_overview
+
+    table = _first(BY_UID[h.SERVICES_OVERVIEW_UID], "table")
+    titles = next(t["options"] for t in table["transformations"] if t["id"] == "organize")["renameByName"]
+    assert list(titles.values())[:2] == ["Worst vs. alert threshold", "Worst signal"]
+    mappings = next(p["value"] for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "Value #B" for p in o["properties"] if p["id"] == "mappings")
+    shown = {code: option["text"] for code, option in mappings[0]["options"].items()}
+    assert shown == {str(code): name for code, name in enumerate(services_overview.SIGNALS, 1)}
+    # Each signal's threshold is in the query that names it, in the same order as the names.
+    assert str(services_overview._relative_signals()) in table["targets"][1]["expr"]
+
+
+_WINDOW = re.compile(r"\[([^\]]+)\]")
+_RECORDED_WINDOW = re.compile(r":\w*rate(\w+)\b")
+
+
+def test_one_rate_window_per_panel():
+    """Lines over different windows in one panel disagree (a total below one of its parts)."""
+    for board in BOARDS:
+        for panel in _panels(board):
+            windows = set()
+            for target in panel["targets"]:
+                if target["refId"] != h.THRESHOLD_REF:
+                    windows |= set(_WINDOW.findall(target["expr"])) | set(_RECORDED_WINDOW.findall(target["expr"]))
+            assert len(windows) <= 1, f"{board['uid']} / {panel['title']}: windows {sorted(windows)}"
+
+
+@pytest.mark.parametrize("uid", EXPECTED_UIDS)
+def test_every_panel_sits_in_a_collapsible_row(uid):
+    panels = BY_UID[uid]["panels"]
+    assert panels[0]["type"] == "row", "panels above the first row cannot be collapsed"
+    assert all(row["collapsed"] is False for row in panels if row["type"] == "row")
+
+
+# --- annotations ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("uid", [h.SERVICES_OVERVIEW_UID, h.SERVICE_DETAIL_UID])
+def test_overview_and_detail_mark_alerts_restarts_and_deploys(uid):
+    board = BY_UID[uid]
+    annotations = board["annotations"]["list"]
+    assert [a["name"] for a in annotations] == ["Alerts firing", "Restarts", "Deploys"]
+    variables = {variable["name"] for variable in board["templating"]["list"]}
+    for annotation in annotations:
+        assert annotation["datasource"] == h.DATASOURCE and annotation["enable"]
+        used = set(re.findall(r"\$\{?(\w+)", annotation["expr"]))
+        assert "environment" in used and used <= variables, annotation["name"]
+    assert c.START_TIME.name in annotations[1]["expr"] and c.RUNTIME_INFO.name in annotations[2]["expr"]
+    # Grafana's dashboard schema checks the annotation queries (test_dashboard_matches_grafana_schemas);
+    # this proves it looks at them.
+    broken = copy.deepcopy(board)
+    broken["annotations"]["list"][0]["iconColour"] = "red"
+    assert grafana_schema.dashboard_problems(broken)

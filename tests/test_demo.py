@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -151,6 +152,23 @@ def test_stats_after_every_kind_of_request_match_the_schema_and_the_profile(app)
     unknown = {c.Label.METHOD: "GET", c.Label.ROUTE: c.ROUTE_UNKNOWN, c.Label.STATUS: "404"}
     assert samples[series(c.HTTP_REQUEST_DURATION.count, **unknown)] == 1
     assert samples[series(c.APP_HEALTHY.name)] == 1
+
+
+def test_threads_and_file_descriptors_are_the_process_own(app):
+    document = stats(app.url)
+    me = psutil.Process()
+    threads = sum(row["count"] for row in document["processes"])
+    # The app runs in this test's process; the thread answering /stats comes and goes.
+    assert abs(threads - me.num_threads()) <= 2
+    assert {row["state"] for row in document["processes"]} <= set(c.PROCESS_STATES)
+    (table,) = document["handleTables"]
+    assert table["table"] == c.HANDLE_TABLE_FILE_DESCRIPTORS
+    assert abs(table["used"] - me.num_fds()) <= 5  # the stats connection itself comes and goes
+    assert table["max"] == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert table["used"] + table["free"] == table["max"]
+    samples = exported(document)
+    assert samples[series(c.HANDLE_TABLE_LIMIT.name, table="file_descriptors")] == table["max"]
+    assert sum(v for (name, _), v in samples.items() if name == c.PROCESSES.name) == threads
 
 
 def test_memory_figures_are_the_process_own_and_nest_like_pharo_spaces(app):

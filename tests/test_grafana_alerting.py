@@ -179,7 +179,7 @@ def test_contact_points_and_policies_match_the_alerting_schema(built: Path):
             assert set(integration) <= FILE_KEYS["integration"]
             assert _no_schema_problems({**integration, "name": contact_point["name"]}, "ContactPoint") == []
             integrations += 1
-    assert integrations == 7  # pager: mail and Slack; three more Slack channels; team-mail and delivery: mail
+    assert integrations == 9  # pager and team-payments: mail and Slack; three more Slack channels; team-mail and delivery: mail
 
     policies = load(built, "production", NOTIFICATION_POLICIES_FILE)
     assert policies["apiVersion"] == 1 and set(policies) <= FILE_KEYS["policies file"]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from pharos_monitoring.alerts import prometheus_rules
-from pharos_monitoring.alerts.catalogue import ALERTS, HIGH_ERROR_RATE
+from pharos_monitoring.alerts.catalogue import ALERTS, HIGH_ERROR_RATE, TREND_RANGES
 from pharos_monitoring.alerts.prometheus_rules import Tuning
 from pharos_monitoring.alerts.recording import WINDOW
 from pharos_monitoring.demo.app import AppConfig, DemoApp
@@ -51,16 +51,17 @@ def local_stack_file(tmp_path: Path, fast: bool, secrets: Path | None = None) ->
 
 # --- tuning the rules through the stack file ---------------------------------------------------
 def test_every_range_of_the_catalogue_is_the_rate_window():
-    """Tuning replaces `[WINDOW]`; a rule with another range would silently keep it."""
+    """Tuning replaces `[WINDOW]`; a rule with another range would silently keep it, unless it is
+    one of the declared fixed-span trends."""
     ranges = {found for expr in all_expressions(prometheus_rules.rule_files("production", "https://x")) for found in RANGE.findall(expr)}
-    assert ranges == {WINDOW}
+    assert ranges - set(TREND_RANGES) == {WINDOW}
 
 
 def test_tuning_changes_every_range_and_the_chosen_for_durations_only():
     tuning = Tuning(rate_window="20s", alert_for={HIGH_ERROR_RATE.name: "10s"})
     files = prometheus_rules.rule_files("production", "https://x", tuning)
     ranges = {found for expr in all_expressions(files) for found in RANGE.findall(expr)}
-    assert ranges == {"20s"}
+    assert ranges - set(TREND_RANGES) == {"20s"}
     fors = {rule["alert"]: rule["for"] for rule in files[prometheus_rules.ALERTS_FILE]["groups"][0]["rules"]}
     assert fors == {alert.name: ("10s" if alert is HIGH_ERROR_RATE else alert.for_) for alert in ALERTS}
     records = [rule["record"] for rule in files[prometheus_rules.RECORDING_FILE]["groups"][0]["rules"]]

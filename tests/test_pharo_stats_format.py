@@ -88,6 +88,13 @@ WRONG = [
     (("http", "requests", 0, "totalDurationMs"), "18000", True),
     (("vm",), [], True),
     (("application",), "orders", True),
+    (("processes",), {"blocked": 14}, True),
+    (("processes", 0, "count"), "1", True),
+    (("processes", 0, "priority"), "high", True),
+    (("processes", 0, "state"), _DELETE, True),
+    (("handleTables",), {"external_semaphores": 17}, True),
+    (("handleTables", 0, "used"), "17", True),
+    (("handleTables", 0, "max"), -1, False),
 ]
 
 
@@ -167,3 +174,15 @@ def test_every_schema_field_is_specified():
     walk(SCHEMA)
     unspecified = sorted(name for name in fields if f"`{name}`" not in SPEC)
     assert not unspecified
+
+
+def test_processes_and_handle_tables_map_to_the_runtime_metrics():
+    reading = parse(FIXTURE)
+    assert reading.value(c.PROCESSES, ("blocked", "40")) == 14
+    assert reading.value(c.HANDLE_TABLE_SLOTS, ("external_semaphores", c.HANDLE_SLOT_USED)) == 17
+    assert reading.value(c.HANDLE_TABLE_LIMIT, ("external_semaphores",)) == 256
+
+
+def test_process_rows_with_one_state_and_priority_add_up_and_states_are_lower_cased():
+    reading = parse({"processes": [{"state": "BLOCKED", "priority": 40, "count": 2}, {"state": "blocked", "priority": 40.0, "count": 3}]})
+    assert reading.value(c.PROCESSES, ("blocked", "40")) == 5

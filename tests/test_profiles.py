@@ -71,6 +71,14 @@ EXPECTED = {
             "runtime_info", 1, runtime="pharo", runtime_version="Pharo-11.0.0+build.726",
             application="orders", application_version="2.3.1",
         ),
+        sample("runtime_processes", 1, state="active", priority="40"),
+        sample("runtime_processes", 14, state="blocked", priority="40"),
+        sample("runtime_processes", 2, state="blocked", priority="60"),
+        sample("runtime_processes", 1, state="ready", priority="10"),
+        sample("runtime_processes", 23, state="terminated", priority="40"),
+        sample("runtime_handle_table_slots", 17, table="external_semaphores", state="used"),
+        sample("runtime_handle_table_slots", 23, table="external_semaphores", state="free"),
+        sample("runtime_handle_table_slots_limit", 256, table="external_semaphores"),
         sample("http_server_active_requests", 3),
         # 1200 requests in ms buckets [300, 500, 300, 50, 30, 10, 5, 3], made cumulative in seconds.
         *http("GET", "/orders/{id}", "200", 1200, 18.0005, 2400000),
@@ -100,6 +108,20 @@ EXPECTED = {
         sample("runtime_uptime_seconds", 86400.5),
         sample("runtime_info", 1, runtime="pharo", runtime_version="", application="", application_version=""),
         sample("application_healthy", 1),  # {"status":"PASS"}
+        sample("application_health_status", 1, status="pass"),
+        sample("application_health_status", 0, status="warn"),
+        sample("application_health_status", 0, status="fail"),
+        # "Process count" rows by status and priority, lower-cased.
+        sample("runtime_processes", 1, state="blocked", priority="80"),
+        sample("runtime_processes", 2, state="blocked", priority="60"),
+        sample("runtime_processes", 14, state="blocked", priority="40"),
+        sample("runtime_processes", 1, state="ready", priority="10"),
+        sample("runtime_processes", 23, state="terminated", priority="40"),
+        sample("runtime_processes", 1, state="active", priority="40"),
+        # "External semaphore count": max 256, free 240, used 16.
+        sample("runtime_handle_table_slots", 16, table="external_semaphores", state="used"),
+        sample("runtime_handle_table_slots", 240, table="external_semaphores", state="free"),
+        sample("runtime_handle_table_slots_limit", 256, table="external_semaphores"),
         # /pets/42 (120 requests, 1800 ms, 36000 B) + /pets/17 (80, 1000 ms, 24000 B)
         *http("GET", "/pets/{id}", "200", 200, 2.8, 60000),
         *http("GET", "/pets/{id}", "500", 1, 3.012, 120),
@@ -326,12 +348,23 @@ def test_stargate_health_check_is_posted_with_the_token_and_a_failure_maps_to_un
     promtool_check_metrics(exposition)
 
 
-@pytest.mark.parametrize(("status", "body", "healthy"), [(200, b'{"status":"WARN"}', 1), (200, b'{"status":"PASS"}', 1), (503, b'{"status":"FAIL"}', 0), (200, b'{"status":"SHRUG"}', 0)])
-def test_stargate_health_statuses(status, body, healthy, loopback_server, token_file):
+@pytest.mark.parametrize(
+    ("status", "body", "healthy", "state"),
+    [
+        (200, b'{"status":"WARN"}', 1, "warn"),
+        (200, b'{"status":"PASS"}', 1, "pass"),
+        (503, b'{"status":"FAIL"}', 0, "fail"),
+        (503, b'{"status":"WARN"}', 0, "fail"),
+        (200, b'{"status":"SHRUG"}', 0, None),
+    ],
+)
+def test_stargate_health_statuses(status, body, healthy, state, loopback_server, token_file):
     handler = stargate_handler(token_file.read_text().strip(), b"[]", body, health_status=status)
     url = loopback_server(handler) + "/operations/metrics"
     samples = samples_of(scrape_with_exporter(url, "stargate", Auth(bearer_token=Secret(file=str(token_file)))))
     assert value(samples, "application_healthy") == healthy
+    statuses = {each: value(samples, "application_health_status", status=each) for each in c.HEALTH_STATUSES}
+    assert statuses == ({each: float(each == state) for each in c.HEALTH_STATUSES} if state else dict.fromkeys(c.HEALTH_STATUSES))
 
 
 def test_stargate_mounted_under_a_prefix_finds_its_health_check(loopback_server, token_file):
@@ -384,11 +417,92 @@ def test_stargate_prefers_its_own_url_template_when_it_recorded_one():
 
 
 def test_stargate_breakdown_limited_to_the_method_still_maps():
-    # breakdownCategories #(http_method): rows carry no URL and no status code.
+    # breakdownCategories #(http_method): rows carry no URL and no status code. Both labels stay
+    # empty (absent in PromQL): no route is invented (it used to be __unknown__, "matched none").
     document = [http_metric(stargate.HTTP_COUNT, [({"http_method": "GET"}, 4), ({"http_method": "OPTIONS"}, 1)])]
     reading = Reading(RouteTable(10))
     stargate.parse(document, reading)
-    assert histogram_counts(reading) == {("GET", c.ROUTE_UNKNOWN, ""): 4, ("OPTIONS", c.ROUTE_UNKNOWN, ""): 1}
+    assert histogram_counts(reading) == {("GET", "", ""): 4, ("OPTIONS", "", ""): 1}
+
+
+@pytest.mark.parametrize(
+    ("kept", "expected"),
+    [
+        ({"response_code": 200}, ("", "", "200")),
+        ({"http_method": "GET", "response_code": 404}, ("GET", "", "404")),
+        ({"url": "http://api:8080/pets/7"}, ("", "/pets/{id}", "")),
+        ({"url_template": "/pets/<id>", "response_code": 200}, ("", "/pets/<id>", "200")),
+        ({"url": "http://api:8080/nowhere", "url_template": ""}, ("", "/nowhere", "")),
+        ({"url": "", "url_template": ""}, ("", c.ROUTE_UNKNOWN, "")),  # kept, but nothing matched
+    ],
+)
+def test_stargate_narrowed_breakdowns_keep_only_the_labels_they_have(kept, expected):
+    document = [
+        http_metric(stargate.HTTP_COUNT, [(kept, 3)]),
+        http_metric(stargate.HTTP_MS, [(kept, 30)]),
+        http_metric(stargate.HTTP_BYTES, [(kept, 300)]),
+    ]
+    reading = Reading(RouteTable(10))
+    stargate.parse(document, reading)
+    assert histogram_counts(reading) == {expected: 3}
+    samples = {(s.name, s.labels[c.Label.ROUTE]): s.value for f in reading.families() for s in f.samples if s.name.endswith("_sum")}
+    assert samples == {(c.HTTP_REQUEST_DURATION.sum, expected[1]): 0.03, (c.HTTP_RESPONSE_SIZE.sum, expected[1]): 300}
+
+
+def test_stargate_documented_example_response_yields_processes_and_the_semaphore_table():
+    """Golden: the JSON example of docs/reference/Metrics.md in ba-st/Stargate, as published."""
+    reading = Reading(RouteTable(10))
+    stargate.parse(json.loads(fixture_bytes("stargate-docs-example.json")), reading)
+    processes = {labels: v for (name, labels, v) in _samples(reading) if name == c.PROCESSES.name}
+    assert processes == {
+        (("priority", "80"), ("state", "blocked")): 1,
+        (("priority", "31"), ("state", "blocked")): 1,
+        (("priority", "50"), ("state", "blocked")): 1,
+        (("priority", "30"), ("state", "blocked")): 1,
+        (("priority", "60"), ("state", "blocked")): 2,
+        (("priority", "79"), ("state", "blocked")): 1,
+        (("priority", "10"), ("state", "ready")): 1,
+        (("priority", "40"), ("state", "active")): 1,
+        (("priority", "40"), ("state", "terminated")): 19,
+        (("priority", "60"), ("state", "terminated")): 1,
+        (("priority", "38"), ("state", "terminated")): 20,
+        (("priority", "30"), ("state", "terminated")): 18,
+        (("priority", "31"), ("state", "terminated")): 6,
+        (("priority", "79"), ("state", "terminated")): 2,
+    }
+    assert sum(processes.values()) == 75  # the composite's own value
+    assert reading.value(c.HANDLE_TABLE_SLOTS, (c.HANDLE_TABLE_EXTERNAL_SEMAPHORES, "used")) == 17
+    assert reading.value(c.HANDLE_TABLE_SLOTS, (c.HANDLE_TABLE_EXTERNAL_SEMAPHORES, "free")) == 23
+    assert reading.value(c.HANDLE_TABLE_LIMIT, (c.HANDLE_TABLE_EXTERNAL_SEMAPHORES,)) == 256
+    assert reading.value(c.RUNTIME_INFO, ("pharo", "", "", "")) == 1
+    assert histogram_counts(reading) == {("GET", "/operations/metrics", "200"): 1}
+
+
+def _samples(reading: Reading):
+    for family in reading.families():
+        for s in family.samples:
+            yield s.name, tuple(sorted(s.labels.items())), s.value
+
+
+def test_stargate_process_rows_over_the_series_limit_are_left_out_and_counted():
+    rows = [({"status": "BLOCKED", "priority": p}, 1) for p in range(10, 81)]
+    document = [{"name": stargate.PROCESSES, "type": "Gauge", "value": 71,
+                 "metrics": [{"value": v, **labels} for labels, v in rows]}]
+    reading = Reading(limits=Limits(max_series_per_target=20))
+    stargate.parse(document, reading)
+    kept = [s for s in _samples(reading) if s[0] == c.PROCESSES.name]
+    assert len(kept) == 19  # runtime_info took one of the 20
+    assert reading.limited["series_limit"] == 71 - 19
+
+
+def test_stargate_processes_of_a_gemstone_running_gem_map_without_pharo_info():
+    document = [{"name": stargate.PROCESSES, "type": "Gauge", "value": 3,
+                 "metrics": [{"value": 2, "status": "BLOCKED", "priority": "15"}, {"value": 1, "status": "ACTIVE", "priority": 15}]}]
+    reading = Reading()
+    stargate.parse(document, reading)
+    assert reading.value(c.PROCESSES, ("blocked", "15")) == 2
+    assert reading.value(c.PROCESSES, ("active", "15")) == 1
+    assert reading.value(c.RUNTIME_INFO, ("smalltalk", "", "", "")) == 1
 
 
 def test_stargate_reads_the_gc_count_under_its_name_before_v7():
@@ -416,6 +530,9 @@ def test_stargate_ignores_metrics_it_does_not_know():
         ([{"name": "HTTP request count", "metrics": [{"value": 1, "http_method": ["GET"]}]}], "$[0].metrics[0].http_method"),
         ([{"name": "Uptime in seconds", "value": 1}, "oops"], "$[1]"),
         ([{"description": "no name"}], "$[0].name"),
+        ([{"name": "Process count", "metrics": [{"value": 1, "status": "READY", "priority": "high"}]}], "$[0].metrics[0].priority"),
+        ([{"name": "Process count", "metrics": [{"value": 1, "priority": 40}]}], "$[0].metrics[0].status"),
+        ([{"name": "External semaphore count", "metrics": [{"value": "many", "category": "Max External Semaphores in VM"}]}], "$[0].metrics[0].value"),
     ],
 )
 def test_stargate_wrong_types_name_their_json_path(document, path):

@@ -1,5 +1,5 @@
 """`pharo`: the stats endpoint Pharos defines for Pharo images (GC as `Smalltalk vm` names it,
-Zinc HTTP request statistics). The format is specified in `docs/pharo-stats.md` and
+processes by state and priority, handle tables, Zinc HTTP request statistics). The format is specified in `docs/pharo-stats.md` and
 `exporter/profiles/schemas/pharo-stats.schema.json`; `pharos demo-app` serves it.
 """
 
@@ -30,6 +30,11 @@ def parse(document: Any, reading: Reading) -> None:
     _runtime(doc, reading)
     if "vm" in doc:
         _vm(mapping(doc["vm"], "$.vm"), reading)
+    # Before `http`, whose rows may be many: over the series limit, these few are kept.
+    if "processes" in doc:
+        _processes(doc["processes"], reading)
+    if "handleTables" in doc:
+        _handle_tables(doc["handleTables"], reading)
     if "http" in doc:
         _http(mapping(doc["http"], "$.http"), reading)
     if "health" in doc:
@@ -77,6 +82,25 @@ def _vm(vm, reading: Reading) -> None:
     total = field("memorySize")
     if total is not None:
         reading.set(c.MEMORY_TOTAL, total)
+
+
+def _processes(rows, reading: Reading) -> None:
+    for index, row in enumerate(sequence(rows, "$.processes")):
+        path = f"$.processes[{index}]"
+        row = mapping(row, path)
+        reading.processes(
+            text(row.get("state"), f"{path}.state"),
+            number(row.get("priority"), f"{path}.priority"),
+            number(row.get("count"), f"{path}.count"),
+        )
+
+
+def _handle_tables(rows, reading: Reading) -> None:
+    for index, row in enumerate(sequence(rows, "$.handleTables")):
+        path = f"$.handleTables[{index}]"
+        row = mapping(row, path)
+        used, free, limit = (number(row[key], f"{path}.{key}") if key in row else None for key in ("used", "free", "max"))
+        reading.handle_table(text(row.get("table"), f"{path}.table"), used, free, limit)
 
 
 def _http(http, reading: Reading) -> None:

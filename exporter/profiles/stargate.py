@@ -7,10 +7,17 @@ bearer token (a JWT granting `read:metrics`) answers a JSON array of metrics, ea
 those not listed below are ignored. A composite's own `value` is the sum of its breakdown and is
 not used. HTTP statistics are three counters (requests, response bytes, milliseconds) over the same
 label sets (`http_method`, `url`, `response_code`, `url_template`, or the subset the application's
-`breakdownCategories` keeps); they are joined here row by row.
+`breakdownCategories` keeps); they are joined here row by row. A category the breakdown left out
+stays an empty label (absent in PromQL): without `url` and `url_template` there is no route to
+report, which is not the same as a request that matched none (`__unknown__`).
+
+The `running system` provider (Pharo; GemStone's `running gem` has the process count only) reports
+"Process count" by `status` and `priority`, and "External semaphore table related data" whose
+`category` rows give the table's limit and its used and free slots.
 
 The health check is `POST /operations/health-check` answering `{"status": "PASS"|"WARN"|"FAIL"}`
-with 200, or 503 when FAIL. Reference: docs/reference/Metrics.md and docs/HealthCheck.md in
+with 200, or 503 when FAIL: `application_healthy` (WARN counts as healthy) and the three-state
+`application_health_status{status}`. Reference: docs/reference/Metrics.md and docs/HealthCheck.md in
 ba-st/Stargate.
 """
 
@@ -36,8 +43,16 @@ UPTIME = "Uptime in seconds"
 HTTP_COUNT = "HTTP request count"
 HTTP_BYTES = "HTTP response size in bytes"
 HTTP_MS = "HTTP request/response duration in ms"
+PROCESSES = "Process count"
+SEMAPHORES = "External semaphore count"
+# External semaphore `category` -> the argument of Reading.handle_table it fills.
+_SEMAPHORE_SLOTS = {
+    "Max External Semaphores in VM": "limit",
+    "Used external semaphore table slots": "used",
+    "Free external semaphore table slots": "free",
+}
 # Providers that exist only on Pharo (GemStone/S 64 reports HTTP and process counts only).
-_PHARO_ONLY = {MEMORY, GC_TIME, *GC_COUNT, TENURED, UPTIME, "External semaphore count"}
+_PHARO_ONLY = {MEMORY, GC_TIME, *GC_COUNT, TENURED, UPTIME, SEMAPHORES}
 
 _GC_KINDS = {"full": c.GC_KIND_MAJOR, "incremental": c.GC_KIND_MINOR}
 # Memory `category` -> (space, role), as the `pharo` profile names the same `Smalltalk vm` values.
@@ -49,6 +64,7 @@ _SPACES = {
 }
 _HTTP_LABELS = ("http_method", "url", "response_code", "url_template")
 _HEALTHY = {"PASS": True, "WARN": True, "FAIL": False}
+_ROUTE_LABELS = ("url", "url_template")
 
 
 def parse(document: Any, reading: Reading) -> None:
@@ -80,6 +96,14 @@ def parse(document: Any, reading: Reading) -> None:
         reading.set(c.START_TIME, float(round(time.time() - uptime)))
     # Before the HTTP rows, which may be many: a target over its series limit keeps its info.
     reading.info("pharo" if entries.keys() & _PHARO_ONLY else "smalltalk")
+    for row, path, value in _rows(entries, PROCESSES):
+        reading.processes(text(row.get("status"), f"{path}.status"), _priority(row.get("priority"), f"{path}.priority"), value)
+    slots = {}
+    for row, path, value in _rows(entries, SEMAPHORES):
+        if (role := _SEMAPHORE_SLOTS.get(text(row.get("category"), f"{path}.category"))) is not None:
+            slots[role] = value
+    if slots:
+        reading.handle_table(c.HANDLE_TABLE_EXTERNAL_SEMAPHORES, **slots)
     _http(entries, reading)
 
 
@@ -90,13 +114,29 @@ def _http(entries, reading: Reading) -> None:
         method, url, status, template = labels
         duration = milliseconds.get(labels)
         # Stargate's own route template, where it recorded one, beats collapsing the full URL.
-        reading.http(method, template or url, status, count, None if duration is None else duration * MS, bytes_sent.get(labels))
+        # None: the breakdown keeps no route category, so the label stays empty.
+        route = template or url or (c.ROUTE_UNKNOWN if url is not None else "")
+        reading.http(method, route, status, count, None if duration is None else duration * MS, bytes_sent.get(labels))
 
 
 def _http_rows(entries, name):
-    """(label values in _HTTP_LABELS order, "" where the breakdown left one out), value."""
+    """(label values in _HTTP_LABELS order, "" where the breakdown left one out), value; the
+    url is None when the row has neither `url` nor `url_template`."""
     for row, path, value in _rows(entries, name):
-        yield tuple(_http_label(row, label, f"{path}.{label}") for label in _HTTP_LABELS), value
+        labels = tuple(_http_label(row, label, f"{path}.{label}") for label in _HTTP_LABELS)
+        if not row.keys() & _ROUTE_LABELS:
+            labels = (labels[0], None, labels[2], labels[3])
+        yield labels, value
+
+
+def _priority(value: Any, path: str) -> float:
+    """A process priority: a number (Stargate writes an integer; the Prometheus format a string)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return number(value, path)
 
 
 def _http_label(row, label: str, path: str) -> str:
@@ -129,8 +169,10 @@ def parse_health(status_code: int, document: Any, reading: Reading) -> None:
     if status not in _HEALTHY:
         raise DocumentError("$.status", f"expected PASS, WARN or FAIL, got {status!r}")
     # WARN means "approaching a threshold"; Stargate still answers 200 and serves, so only FAIL
-    # (critical, 503) counts as unhealthy.
-    reading.health(_HEALTHY[status] and status_code == 200)
+    # (critical, 503) counts as unhealthy in application_healthy; the status keeps the warning.
+    healthy = _HEALTHY[status] and status_code == 200
+    reading.health(healthy)
+    reading.health_status(status.lower() if healthy or status == "FAIL" else c.HEALTH_FAIL)
 
 
 PROFILE = Profile(

@@ -7,7 +7,12 @@ thresholds):
 
     DIR/prometheus/prometheus.yml
     DIR/prometheus/rules/pharos-alerts.yml, pharos-recording.yml
+    DIR/prometheus/pharos-tests.yml      `promtool test rules` cases for those rules
     DIR/alertmanager/alertmanager.yml
+
+`promtool test rules DIR/prometheus/pharos-tests.yml` proves that every alert of the build fires
+where it must and keeps quiet where it must not, with this environment's thresholds. A stack with
+another `rate_window` than the catalogue's gets no test file (its series are made for that window).
 
 Without `--environment`, every environment of the stack gets such a set in `DIR/<environment>/`.
 The output is a function of the stack file and the catalogue only: building twice gives the same
@@ -21,11 +26,14 @@ import os
 import sys
 from pathlib import Path
 
-from pharos_monitoring.alerts import alertmanager, prometheus_rules
+from pharos_monitoring.alerts import alertmanager, prometheus_rules, rule_tests
 
 from . import grafana_provisioning, prometheus_config
 from .stack_config import StackConfig, StackConfigError, load
 from .yaml_out import dump
+
+
+RULE_TESTS_FILE = "pharos-tests.yml"  # in prometheus/, beside rules/ (not in it: rules/*.yml are loaded)
 
 
 def _header(stack: StackConfig, what: str) -> str:
@@ -62,6 +70,14 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
     for stale in sorted(rules_dir.glob("*.yml")):
         if stale.name not in rule_files:
             stale.unlink()
+    tests_path = prometheus_dir / RULE_TESTS_FILE
+    try:
+        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in rule_files]
+        tests = rule_tests.unit_tests(environment, stack.runbook_url, relative, stack.tuning)
+    except ValueError:
+        tests_path.unlink(missing_ok=True)  # tests of an earlier build would test other rules
+    else:
+        _write(tests_path, dump(tests, _header(stack, f"promtool test rules {RULE_TESTS_FILE}, for the rules of {environment}")), written)
     _write(
         out / "alertmanager" / "alertmanager.yml",
         dump(alertmanager_config(stack), _header(stack, "Alertmanager (routes for every environment)")),

@@ -5,7 +5,9 @@ from discovery files get them too, and cannot override them); `external_labels` 
 environment to Alertmanager. Probe-mode services follow the blackbox_exporter pattern: the listed
 address becomes `?target=` and `instance`, and Prometheus actually connects to the exporter. Jobs
 that scrape a Pharos exporter get the stack's `exporter_tls`/`exporter_auth` as `scheme`,
-`tls_config` and `basic_auth` (pharos/config/exporter_access.py).
+`tls_config` and `basic_auth` (pharos/config/exporter_access.py). The monitoring's own jobs get a
+`component` label (what PharosMonitoringComponentDown watches), and every job the stack's
+`scrape_limits` (what the Prometheus*LimitHit alerts report).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ def _set_label(label: str, value: str) -> dict:
     return {"target_label": label, "replacement": value}
 
 
-def _static_job(name: str, targets: tuple[str, ...], environment: str) -> dict:
+def _own_job(name: str, targets: tuple[str, ...], environment: str) -> dict:
+    """A job of the monitoring itself: `component` puts it in PharosMonitoringComponentDown's scope."""
     return {
         "job_name": name,
         "static_configs": [{"targets": list(targets)}],
-        "relabel_configs": [_set_label(L.ENVIRONMENT, environment)],
+        "relabel_configs": [_set_label(L.ENVIRONMENT, environment), _set_label(L.COMPONENT, name)],
     }
 
 
@@ -54,6 +57,8 @@ def _service_job(service: Service, environment: Environment, refresh_interval: s
     if service.files:
         job["file_sd_configs"] = [{"files": list(service.files), "refresh_interval": refresh_interval}]
     job["relabel_configs"] = relabel + [_set_label(L.SERVICE, service.name), _set_label(L.ENVIRONMENT, environment.name)]
+    if service.team:
+        job["relabel_configs"].append(_set_label(L.TEAM, service.team))
     return _exporter_job(job, environment)
 
 
@@ -61,14 +66,17 @@ def render(stack: StackConfig, environment_name: str) -> dict:
     environment = stack.environment(environment_name)
     intervals = stack.intervals
     jobs = [
-        _static_job(PROMETHEUS_JOB, (environment.prometheus,), environment.name),
-        _static_job(ALERTMANAGER_JOB, environment.alertmanagers, environment.name),
+        _own_job(PROMETHEUS_JOB, (environment.prometheus,), environment.name),
+        _own_job(ALERTMANAGER_JOB, environment.alertmanagers, environment.name),
     ]
     if environment.exporter:
-        jobs.append(_exporter_job(_static_job(EXPORTER_JOB, (environment.exporter,), environment.name), environment))
+        jobs.append(_exporter_job(_own_job(EXPORTER_JOB, (environment.exporter,), environment.name), environment))
     jobs += [_service_job(service, environment, intervals.file_sd_refresh_interval) for service in environment.services]
     if environment.swarm is not None:
         jobs.append(_exporter_job(swarm_discovery.scrape_job(environment.name, environment.exporter, environment.swarm), environment))
+    # Limits come right after the name, so that a reader sees them before the job's long relabelling.
+    limits = stack.scrape_limits.settings()
+    jobs = [{"job_name": job["job_name"], **limits, **{key: value for key, value in job.items() if key != "job_name"}} for job in jobs]
     return {
         "global": {
             "scrape_interval": intervals.scrape_interval,

@@ -48,6 +48,7 @@ class Service:
     profile: str  # probe mode: the exporter profile passed as ?profile=
     targets: tuple[str, ...] = ()  # sidecar: exporter addresses; probe: application addresses
     files: tuple[str, ...] = ()  # file-based discovery: target lists that other tools keep up to date
+    team: str = ""  # becomes the `team` label; routes.teams names the team's receiver
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,19 @@ MIN_SCRAPES_PER_RATE_WINDOW = 4
 
 
 @dataclass(frozen=True)
+class ScrapeLimits:
+    """Per-scrape limits on every job: a target over one fails its scrape (up == 0) and the
+    Prometheus*LimitHit alerts say why, instead of a series explosion filling Prometheus. 0: no limit."""
+
+    sample_limit: int = 20000  # a Pharo instance gives a few hundred series, Prometheus itself a few thousand
+    label_limit: int = 40  # labels of one series, target labels included
+    body_size_limit: str = "10MB"  # uncompressed; Prometheus' units B, KB, MB, GB
+
+    def settings(self) -> dict:
+        return {"sample_limit": self.sample_limit, "label_limit": self.label_limit, "body_size_limit": self.body_size_limit}
+
+
+@dataclass(frozen=True)
 class StackConfig:
     source: str
     runbook_url: str
@@ -86,6 +100,7 @@ class StackConfig:
     environments: tuple[Environment, ...] = field(default_factory=tuple)
     alert_for: Mapping[str, str] = field(default_factory=dict)  # alert name -> `for` replacing the catalogue's
     grafana: GrafanaSettings | None = None  # write Grafana's provisioning too (pharos/config/grafana_provisioning.py)
+    scrape_limits: ScrapeLimits = ScrapeLimits()
 
     @property
     def tuning(self) -> Tuning:
@@ -239,6 +254,22 @@ def _intervals(reader: _Reader, value: Any) -> tuple[Intervals, Timing]:
     return intervals, timing
 
 
+def _scrape_limits(reader: _Reader, value: Any) -> ScrapeLimits:
+    defaults = ScrapeLimits()
+    data = reader.mapping(value, "scrape_limits", set(defaults.settings()))
+    counts = {}
+    for key in ("sample_limit", "label_limit"):
+        count = data.get(key, getattr(defaults, key))
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise reader.fail(_join("scrape_limits", key), f"expected a whole number, 0 for no limit, got {count!r}")
+        counts[key] = count
+    size = reader.string(
+        data, "body_size_limit", "scrape_limits", defaults.body_size_limit,
+        lambda text: "" if re.fullmatch(r"\d+(B|KB|MB|GB)", text) else f"{text!r} is not a size like 10MB (B, KB, MB or GB; 0B for no limit)",
+    )
+    return ScrapeLimits(body_size_limit=size, **counts)
+
+
 def _smtp(reader: _Reader, value: Any) -> Smtp | None:
     if value is None:
         return None
@@ -293,7 +324,7 @@ def _routing(reader: _Reader, value: Any, receivers: tuple[Receiver, ...]) -> Ro
     def receiver(data: dict, key: str, path: str) -> str:
         return reader.string(data, key, path, check=lambda name: "" if name in names else f"no receiver {name!r}; receivers: {', '.join(sorted(names))}")
 
-    data = reader.mapping(value, "routes", {"default", "alerts", "environments"})
+    data = reader.mapping(value, "routes", {"default", "alerts", "environments", "teams"})
     alert_names = {alert.name for alert in ALERTS}
     by_alert_data = reader.mapping(data.get("alerts"), "routes.alerts", alert_names)
     if WATCHDOG.name not in by_alert_data:
@@ -308,10 +339,15 @@ def _routing(reader: _Reader, value: Any, receivers: tuple[Receiver, ...]) -> Ro
         path = _join("routes.environments", environment)
         severities = reader.mapping(severities, path, set(SEVERITIES))
         by_environment[environment] = {severity: receiver(severities, severity, path) for severity in sorted(severities)}
+    teams_data = reader.mapping(data.get("teams"), "routes.teams")
+    for team in sorted(teams_data):
+        if not _SERVICE_NAME.match(team):
+            raise reader.fail(_join("routes.teams", team), "team names start with a lowercase letter and hold only a-z, 0-9, _ and -")
     return Routing(
         default_receiver=receiver(data, "default", "routes"),
         by_alert={name: receiver(by_alert_data, name, "routes.alerts") for name in sorted(by_alert_data)},
         by_environment=by_environment,
+        by_team={team: receiver(teams_data, team, "routes.teams") for team in sorted(teams_data)},
     )
 
 
@@ -327,12 +363,12 @@ def _alert_settings(reader: _Reader, value: Any) -> dict[str, str]:
     return alert_for
 
 
-def _service(reader: _Reader, name: str, value: Any, path: str) -> Service:
+def _service(reader: _Reader, name: str, value: Any, path: str, teams: Mapping[str, str]) -> Service:
     if not _SERVICE_NAME.match(name):
         raise reader.fail(path, "service names start with a lowercase letter and hold only a-z, 0-9, _ and -")
     if name in RESERVED_JOBS:
         raise reader.fail(path, f"{name!r} is the name of a job Pharos generates; choose another service name")
-    data = reader.mapping(value, path, {"mode", "profile", "targets", "files"})
+    data = reader.mapping(value, path, {"mode", "profile", "targets", "files", "team"})
     mode = reader.string(data, "mode", path, check=lambda m: "" if m in MODES else f"expected {' or '.join(MODES)}, got {m!r}")
     if mode == SIDECAR and "profile" in data:
         raise reader.fail(_join(path, "profile"), "a sidecar's profile is set in its own exporter configuration; remove it here")
@@ -340,20 +376,24 @@ def _service(reader: _Reader, name: str, value: Any, path: str) -> Service:
         data, "profile", path, "" if mode == SIDECAR else None,
         lambda p: "" if p in PROFILES else f"unknown profile {p!r}; known profiles: {', '.join(sorted(PROFILES))}",
     )
-    service = Service(name, mode, profile, reader.strings(data, "targets", path, _address), reader.strings(data, "files", path, _sd_file))
+    team = reader.string(
+        data, "team", path, "",
+        lambda t: "" if t in teams else f"no team {t!r} in routes.teams (team: receiver); teams: {', '.join(sorted(teams)) or 'none'}",
+    )
+    service = Service(name, mode, profile, reader.strings(data, "targets", path, _address), reader.strings(data, "files", path, _sd_file), team)
     if not service.targets and not service.files:
         raise reader.fail(path, "a service needs targets (HOST:PORT) or files (file-based discovery), or both")
     return service
 
 
-def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess) -> Environment:
+def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess, teams: Mapping[str, str]) -> Environment:
     path = _join("environments", name)
     data = reader.mapping(value, path, {"prometheus", "alertmanagers", "exporter", "services", TLS_KEY, AUTH_KEY, SWARM_KEY})
     services_data = reader.mapping(data.get("services"), _join(path, "services"))
     swarm = read_swarm(reader, data[SWARM_KEY], _join(path, SWARM_KEY)) if SWARM_KEY in data else None
     if not services_data and swarm is None:
         raise reader.fail(_join(path, "services"), "missing; list the services Prometheus scrapes in this environment (or discover them with swarm:)")
-    services = tuple(_service(reader, key, services_data[key], _join(_join(path, "services"), key)) for key in sorted(services_data))
+    services = tuple(_service(reader, key, services_data[key], _join(_join(path, "services"), key), teams) for key in sorted(services_data))
     alertmanagers = reader.strings(data, "alertmanagers", path, _address)
     if not alertmanagers:
         raise reader.fail(_join(path, "alertmanagers"), "missing; list the Alertmanager addresses (HOST:PORT) this Prometheus sends to")
@@ -377,7 +417,7 @@ def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess)
 def parse(data: Any, source: str) -> StackConfig:
     """A StackConfig from parsed YAML; `source` names the file in errors."""
     reader = _Reader(source)
-    data = reader.mapping(data, "", {"runbook_url", "intervals", "smtp", "receivers", "routes", "environments", "alerts", TLS_KEY, AUTH_KEY, GRAFANA_KEY})
+    data = reader.mapping(data, "", {"runbook_url", "intervals", "scrape_limits", "smtp", "receivers", "routes", "environments", "alerts", TLS_KEY, AUTH_KEY, GRAFANA_KEY})
     intervals, timing = _intervals(reader, data.get("intervals"))
     smtp = _smtp(reader, data.get("smtp"))
     receivers = _receivers(reader, data.get("receivers"), smtp)
@@ -390,6 +430,7 @@ def parse(data: Any, source: str) -> StackConfig:
                 _join("environments", name),
                 f"unknown environment; known: {', '.join(ENVIRONMENTS)} (thresholds are defined per environment in alerts/catalogue.py)",
             )
+    routing = _routing(reader, data.get("routes"), receivers)
     return StackConfig(
         source=source,
         runbook_url=reader.string(data, "runbook_url", "", check=_url),
@@ -397,14 +438,15 @@ def parse(data: Any, source: str) -> StackConfig:
         timing=timing,
         smtp=smtp,
         receivers=receivers,
-        routing=_routing(reader, data.get("routes"), receivers),
+        routing=routing,
         environments=tuple(
-            _environment(reader, name, environments_data[name], read_exporter_access(reader, data, ""))
+            _environment(reader, name, environments_data[name], read_exporter_access(reader, data, ""), routing.by_team)
             for name in ENVIRONMENTS
             if name in environments_data
         ),
         alert_for=_alert_settings(reader, data.get("alerts")),
         grafana=read_grafana(reader, data[GRAFANA_KEY]) if GRAFANA_KEY in data else None,
+        scrape_limits=_scrape_limits(reader, data.get("scrape_limits")),
     )
 
 

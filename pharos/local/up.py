@@ -92,7 +92,7 @@ class Stack:
         )
         for service in SERVICES:
             port = ports.apps[service.key]
-            self._start(
+            app = self._start(
                 f"demo-app {service.key}",
                 pharos_command(
                     "demo-app", "--listen", f"{HOST}:{port}", "--service", service.service, "--environment", service.environment,
@@ -100,10 +100,13 @@ class Stack:
                 ),
             )
             if service.mode == SIDECAR:
-                self._start(
-                    f"exporter {service.key}",
-                    pharos_command("exporter", "--target", f"{self._url(port)}/stats", "--profile", "pharo", "--listen", f"{HOST}:{ports.sidecars[service.key]}"),
-                )
+                # A sidecar runs beside its application: it also reads the app's process (CPU,
+                # memory, threads, open files), which an exporter reading over the network cannot.
+                sidecar = self.state_dir / "config" / f"exporter-{service.key.replace('/', '-')}.yml"
+                sidecar.parent.mkdir(parents=True, exist_ok=True)
+                target = {"name": service.service, "url": f"{self._url(port)}/stats", "profile": "pharo", "process": {"pid": app.pid}}
+                sidecar.write_text(dump({"listen": f"{HOST}:{ports.sidecars[service.key]}", "targets": [target]}))
+                self._start(f"exporter {service.key}", pharos_command("exporter", "--config", str(sidecar)))
         self._start("exporter multi-target", pharos_command("exporter", "--listen", f"{HOST}:{ports.probe_exporter}", "--allow", f"{HOST}/32"))
         config = self.state_dir / "config"
         first = self.stack.environments[0].name  # every environment's set holds the same alertmanager.yml

@@ -4,6 +4,7 @@
     STATE/stack.yml          the stack file `pharos build` reads
     STATE/secrets/           Slack webhook URLs, one file per channel (mode 0600)
     STATE/config/ENV/        what `pharos build` wrote for each environment
+    STATE/config/exporter-*.yml  each sidecar exporter's target and its app's pid
     STATE/data/              Prometheus and Alertmanager storage
     STATE/logs/              one log per process
     STATE/mail/, slack/      what the sinks received (index.jsonl + one file per message)
