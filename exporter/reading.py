@@ -204,14 +204,15 @@ class Reading:
         exposition lines the series makes, the unit of the limit and of the counts."""
         if metric.group in c.OWN_GROUPS:
             return labels
-        limit = self._max_length
-        for value in labels:
-            if len(value) > limit or not value.isascii():
+        # One C-level pass over all values first (the common case: short ASCII values); the
+        # per-value work only when something may need rewriting.
+        joined = "".join(labels)
+        if not joined.isascii() or len(joined) > self._max_length:
+            if not joined.isascii() or any(len(value) > self._max_length for value in labels):
                 labels, more = self._clean(labels)
                 if labels in series:  # rewritten onto a series already kept: it merges there
                     return labels
                 rewritten += more
-                break
         if self._series + lines > self._max_series:
             self.limited[SERIES_LIMIT] += lines
             return None
