@@ -62,7 +62,11 @@ class Exporter:
         self.module_stats = ModuleStats(self.registry) if config.modules else None
         for name in config.modules:
             self.module_stats.prepare(name)
-        for profile_name in (*PROFILES, *config.modules):  # known label values start at 0
+        # The profiles this exporter will scrape with start at 0 (a probe may still name another).
+        in_use = {target.profile for target in config.targets} | set(config.modules)
+        if config.probe.allow:
+            in_use.add(config.probe.default_profile)
+        for profile_name in sorted(in_use):
             for result in ("success", "failure"):
                 self.scraper.scrapes.labels(profile_name, result)
         self.allow = AllowList(config.probe.allow)
