@@ -72,6 +72,7 @@ class Child:
         log: Path | None = None,
         capture_stdout: bool = False,
         inherit_stdout: bool = False,
+        environment: dict[str, str] | None = None,
     ):
         self.name = name
         self.command = command
@@ -90,7 +91,7 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
-                env=child_environment(),
+                env={**child_environment(), **(environment or {})},  # e.g. REPLICA of a Prometheus pair
                 start_new_session=True,
                 preexec_fn=parent_death_signal(),
             )
