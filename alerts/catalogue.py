@@ -19,6 +19,7 @@ from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import promql as q
 from . import recording as r
+from . import slo
 from .model import CRITICAL, INFO, WARNING, Alert, Case, Firing, Inhibition, Series, Threshold, counter, gauge
 from .self_monitoring import SELF_MONITORING_ALERTS
 from .upstream import ALERTMANAGER_NOTIFICATIONS, ALERTMANAGER_NOTIFICATIONS_FAILED, BUCKET_BOUND, FAILURE_REASON, INTEGRATION, UP
@@ -204,6 +205,10 @@ def _error_rate_cases(t):
         Case("many 5xx under traffic", traffic(busy, high), (Firing(_service("orders"), high),)),
         Case("few 5xx under traffic", traffic(busy, t["ratio"] / 2)),
         Case("many 5xx, but hardly any traffic", traffic(quiet, high)),
+        Case(
+            "many 5xx of a service with an availability objective: its burn rates page",
+            traffic(busy, high) + (slo.objective_gauge(_ENV, "orders", slo.AVAILABILITY, 0.999),),
+        ),
     ]
 
 
@@ -211,9 +216,13 @@ HIGH_ERROR_RATE = Alert(
     name="PharosHighErrorRate",
     severity=CRITICAL,
     for_="5m",
-    expr=lambda t: q.both(
-        q.above(r.HTTP_ERROR_RATIO.series(), t["ratio"]),
-        q.above(r.HTTP_REQUESTS_RATE.series(), t["min_request_rate"]),
+    # A service with an availability objective pages on its error budget (PharosErrorBudgetBurn) instead.
+    expr=lambda t: slo.without_objective(
+        q.both(
+            q.above(r.HTTP_ERROR_RATIO.series(), t["ratio"]),
+            q.above(r.HTTP_REQUESTS_RATE.series(), t["min_request_rate"]),
+        ),
+        slo.AVAILABILITY,
     ),
     thresholds={
         "ratio": Threshold(0.05, alpha=0.25, beta=0.1),
@@ -250,6 +259,10 @@ def _latency_cases(t):
     return [
         Case("every request takes 2-4 times the limit", histogram(3), (Firing(_service("orders"), slow_p99),)),
         Case("every request takes a quarter to half the limit", histogram(1)),
+        Case(
+            "slow requests of a service with a latency objective: its burn rates page",
+            histogram(3) + (slo.objective_gauge(_ENV, "orders", slo.LATENCY, 0.99),),
+        ),
     ]
 
 
@@ -257,9 +270,13 @@ HIGH_LATENCY = Alert(
     name="PharosHighLatency",
     severity=CRITICAL,
     for_="10m",
-    expr=lambda t: q.both(
-        q.above(r.HTTP_LATENCY_P99.series(), t["seconds"]),
-        q.above(r.HTTP_REQUESTS_RATE.series(), t["min_request_rate"]),
+    # A service with a latency objective pages on its error budget (PharosErrorBudgetBurn) instead.
+    expr=lambda t: slo.without_objective(
+        q.both(
+            q.above(r.HTTP_LATENCY_P99.series(), t["seconds"]),
+            q.above(r.HTTP_REQUESTS_RATE.series(), t["min_request_rate"]),
+        ),
+        slo.LATENCY,
     ),
     thresholds={
         "seconds": Threshold(1.0, alpha=3.0, beta=2.0),
@@ -507,7 +524,7 @@ _INSTANCE_SYMPTOMS = (SCRAPE_FAILING, GC_TIME_HIGH, FULL_GC_STORM, MEMORY_NEAR_L
 INHIBITIONS = (
     Inhibition(
         sources=(SERVICE_INSTANCES_DOWN,),
-        targets=(INSTANCE_DOWN, EXPORTER_DOWN, HIGH_ERROR_RATE, HIGH_LATENCY) + _INSTANCE_SYMPTOMS,
+        targets=(INSTANCE_DOWN, EXPORTER_DOWN, HIGH_ERROR_RATE, HIGH_LATENCY) + slo.SLO_ALERTS + _INSTANCE_SYMPTOMS,
         equal=(L.ENVIRONMENT, L.SERVICE),
         why="a service that is down pages once, not again for each instance, its errors and its latency",
     ),
@@ -623,6 +640,9 @@ SWARM_TASK_RESTART_LOOP = Alert(
 SWARM_ALERTS = (SWARM_SERVICE_DEGRADED, SWARM_NODE_DOWN, SWARM_TASK_RESTART_LOOP)
 ALERTS = ALERTS + SWARM_ALERTS
 
+# Error-budget burn rates of the services with objectives (alerts/slo.py; the stack file declares them).
+ALERTS = ALERTS + slo.SLO_ALERTS
+
 
 # --- Pharo operations: processes and handle tables (issue 12) ---------------------------------
 def _handle_table_cases(t):
@@ -709,3 +729,183 @@ PROCESSES_GROWING = Alert(
 
 PHARO_OPERATIONS_ALERTS = (HANDLE_TABLE_NEARLY_FULL, PROCESSES_GROWING)
 ALERTS = ALERTS + PHARO_OPERATIONS_ALERTS
+
+
+# --- Machines: node_exporter's host metrics (the `node` job; issue 14) ----------------------------
+# The series of node_exporter carry the `node` job's target labels: `node` (the machine's name,
+# the swarm node's hostname when discovered) and `environment`.
+from . import upstream as u  # noqa: E402 - this block's own names, kept beside it
+from .model import TEST_SAMPLES  # noqa: E402
+def _node_exporter(**labels: str) -> dict[str, str]:
+    node = labels.pop(L.NODE, "host-1")
+    return {L.JOB: u.NODE_JOB, L.INSTANCE: f"{node}:9100", L.NODE: node, L.ENVIRONMENT: _ENV, **labels}
+
+
+_DISK = 2**37  # 128 GiB: powers of two keep every ratio of the test series exact
+_MINUTE_OF_WRITES = 2**26  # 64 MiB a minute: a 32 GiB free space is gone in about 8.5 hours
+
+
+def _filesystem_filling_cases(t):
+    root = _node_exporter(**{u.NODE_DEVICE: "/dev/vda1", u.NODE_FSTYPE: "ext4", u.NODE_MOUNTPOINT: "/"})
+    assert _DISK // 4 / _MINUTE_OF_WRITES / 60 < t["hours"], "the filling case must empty the disk within the alert's horizon"
+    assert 0.25 < t["free_ratio"] < 7 / 8, "a quarter free must be below the level, seven eighths above it"
+
+    def filesystem(labels, free_at_start: int, written_per_minute: int) -> tuple:
+        values = f"{free_at_start}-{written_per_minute}x{TEST_SAMPLES}" if written_per_minute else f"{free_at_start}x{TEST_SAMPLES}"
+        return (Series(u.NODE_FILESYSTEM_AVAIL.name, labels, values), gauge(u.NODE_FILESYSTEM_SIZE.name, labels, _DISK))
+
+    quarter, low = _DISK // 4, int(_DISK * t["free_ratio"])
+    tmpfs = {**root, u.NODE_DEVICE: "tmpfs", u.NODE_FSTYPE: "tmpfs", u.NODE_MOUNTPOINT: "/run"}
+    return [
+        Case("a quarter free and 64 MiB written a minute", filesystem(root, quarter, _MINUTE_OF_WRITES), (Firing(root),)),
+        Case("little free, but no longer filling", filesystem(root, low // 2, 0)),
+        Case("filling fast, but most of it free", filesystem(root, _DISK - _DISK // 8, _MINUTE_OF_WRITES)),
+        Case("a tmpfs filling up is memory, not disk", filesystem(tmpfs, quarter, _MINUTE_OF_WRITES)),
+    ]
+
+
+_DISKS = (q.not_matches(u.NODE_FSTYPE, q.one_of(u.NODE_VIRTUAL_FSTYPES)),)
+# The span whose trend predicts a disk's free space: long enough that a burst of writes is not a trend.
+FILL_TREND_RANGE = "6h"
+TREND_RANGES = TREND_RANGES + (FILL_TREND_RANGE,)
+
+NODE_FILESYSTEM_FILLING_UP = Alert(
+    name="NodeFilesystemFillingUp",
+    severity=WARNING,
+    for_="30m",
+    # A trend and a level: a disk that is mostly free may fill fast for a while (a backup, a
+    # download) without being a problem, and a nearly full disk that stays so is not an emergency.
+    expr=lambda t: q.both(
+        q.below(
+            q.divide(q.selector(u.NODE_FILESYSTEM_AVAIL.name, *_DISKS), q.selector(u.NODE_FILESYSTEM_SIZE.name, *_DISKS)),
+            t["free_ratio"],
+        ),
+        q.below(q.predict_linear(q.selector(u.NODE_FILESYSTEM_AVAIL.name, *_DISKS), FILL_TREND_RANGE, int(t["hours"] * 3600)), 0),
+    ),
+    thresholds={"free_ratio": Threshold(0.3, production=0.4), "hours": Threshold(24, production=48)},
+    summary="Disk {label.MOUNTPOINT} of {label.NODE} in {label.ENVIRONMENT} is full within {threshold.hours:count} hours",
+    description=(
+        "{label.MOUNTPOINT} ({label.DEVICE}) of {label.NODE} has less than {threshold.free_ratio:percent} free and, "
+        "at the rate it filled over the last 6 hours, is full within {threshold.hours:count} hours (for 30 minutes)."
+    ),
+    cases=_filesystem_filling_cases,
+)
+
+
+def _memory_pressure_cases(t):
+    labels = _node_exporter()
+    total = 2**34  # 16 GiB
+    short = total // 32  # 3.125 % available
+
+    def memory(available: int) -> tuple:
+        return (gauge(u.NODE_MEMORY_AVAILABLE.name, labels, available), gauge(u.NODE_MEMORY_TOTAL.name, labels, total))
+
+    assert short / total < t["ratio"] < 0.5
+    return [
+        Case("3 % of the memory available", memory(short), (Firing(labels, short / total),)),
+        Case("half of the memory available", memory(total // 2)),
+    ]
+
+
+NODE_MEMORY_PRESSURE = Alert(
+    name="NodeMemoryPressure",
+    severity=WARNING,
+    for_="15m",
+    expr=lambda t: q.below(q.divide(q.selector(u.NODE_MEMORY_AVAILABLE.name), q.selector(u.NODE_MEMORY_TOTAL.name)), t["ratio"]),
+    thresholds={"ratio": Threshold(0.05, production=0.1)},
+    summary="{label.NODE} in {label.ENVIRONMENT} has {value:percent} of its memory available",
+    description=(
+        "Only {value:percent} of the memory of {label.NODE} is available without swapping (threshold "
+        "{threshold.ratio:percent}) for 15 minutes: the kernel is about to reclaim hard, swap or kill processes "
+        "(the OOM killer), and tasks placed on it may not fit."
+    ),
+    cases=_memory_pressure_cases,
+)
+
+NODE_ALERTS = (NODE_FILESYSTEM_FILLING_UP, NODE_MEMORY_PRESSURE)
+ALERTS = ALERTS + NODE_ALERTS
+
+
+# --- Services that vanish (issue 13) ------------------------------------------------------------
+# A service whose every target left service discovery has no `up` series at all: no other alert of
+# it can fire. Remembered for `VANISHED_RANGE` after its last target went (a fixed span).
+VANISHED_RANGE = "1h"
+TREND_RANGES = TREND_RANGES + (VANISHED_RANGE,)
+_APPLICATION_UP = q.selector(UP.name, r.APPLICATION_TARGETS)
+
+
+def _vanished_cases(t):
+    gone = "1x5 stale"  # scraped for five minutes, then out of discovery
+
+    def targets(service: str, *values: str | float) -> tuple:
+        return tuple(
+            Series(UP.name, _probed(service, n), value) if isinstance(value, str) else gauge(UP.name, _probed(service, n), value)
+            for n, value in enumerate(values, start=1)
+        )
+
+    return [
+        Case("every target of a service leaves discovery", targets("orders", gone, gone), (Firing(_service("orders"), 0),)),
+        Case("one of two targets leaves discovery", targets("orders", gone, 1)),
+        Case("every target down, but still discovered", targets("orders", 0, 0)),
+    ]
+
+
+SERVICE_VANISHED = Alert(
+    name="PharosServiceVanished",
+    severity=CRITICAL,
+    for_="5m",
+    # Targets now, or 0 for a service that had some within VANISHED_RANGE: 0 is vanished.
+    expr=lambda t: q.equals(
+        q.either(
+            q.count_by(r.SERVICE_LEVEL, _APPLICATION_UP),
+            q.binary(q.aggregate("group", q.over_time("max_over_time", _APPLICATION_UP, VANISHED_RANGE), by=r.SERVICE_LEVEL), "*", 0),
+        ),
+        0,
+    ),
+    summary="{label.SERVICE} in {label.ENVIRONMENT} has no scrape target left",
+    description=(
+        "Prometheus scraped {label.SERVICE} in {label.ENVIRONMENT} within the last hour, but for 5 minutes no "
+        "target of it is left: its discovery lists none (every swarm task gone, a file_sd list emptied, the "
+        "service removed from the stack). Nothing is known about it, and none of its other alerts can fire."
+    ),
+    cases=_vanished_cases,
+)
+
+ALERTS = ALERTS + (SERVICE_VANISHED,)
+
+
+def _targets_missing_cases(t):
+    desired = gauge(c.SWARM_SERVICE_DESIRED.name, _swarm_collector(**{L.SERVICE: "shop_orders"}), 3)
+
+    def targets(count: int) -> tuple:
+        return tuple(gauge(UP.name, _probed("shop_orders", n), 1) for n in range(1, count + 1))
+
+    return [
+        Case("two targets of a swarm service that should run three tasks", (desired,) + targets(2), (Firing(_service("shop_orders"), 2),)),
+        Case("as many targets as desired tasks", (desired,) + targets(3)),
+        Case("a swarm service that is not scraped", (desired,)),
+    ]
+
+
+SERVICE_TARGETS_MISSING = Alert(
+    name="PharosServiceTargetsMissing",
+    severity=WARNING,
+    for_="10m",
+    # Expected: the tasks the swarm should run (the exporter's swarm collector). A service without
+    # any target left is PharosServiceVanished's.
+    expr=lambda t: q.binary(
+        q.count_by(r.SERVICE_LEVEL, _APPLICATION_UP),
+        "<",
+        q.max_by((L.ENVIRONMENT, L.SERVICE), q.selector(c.SWARM_SERVICE_DESIRED.name)),
+        f"on ({L.ENVIRONMENT}, {L.SERVICE}) group_left ()",
+    ),
+    summary="Prometheus scrapes only {value:count} targets of {label.SERVICE} in {label.ENVIRONMENT}",
+    description=(
+        "Prometheus has {value:count} scrape targets for {label.SERVICE} in {label.ENVIRONMENT}, fewer than the "
+        "tasks the swarm should run, for 10 minutes: tasks do not run, or run without being discovered "
+        "(not on the monitoring network, not running yet, or without the pharos.scrape label)."
+    ),
+    cases=_targets_missing_cases,
+)
+
+ALERTS = ALERTS + (SERVICE_TARGETS_MISSING,)

@@ -25,16 +25,16 @@ SEVERITIES = (CRITICAL, WARNING, INFO)
 # One Prometheus per environment; thresholds may differ between them.
 ENVIRONMENTS = ("alpha", "beta", "production")
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def duration_seconds(text: str) -> int:
-    """Seconds in a Prometheus duration such as `1h30m`, `5m` or `0s` (the subset alerts use)."""
+    """Seconds in a Prometheus duration such as `1h30m`, `5m`, `3d` or `0s` (the subset alerts use)."""
     match = _DURATION.match(text)
     if not text or not match:
-        raise ValueError(f"{text!r} is not a duration like 90s, 5m or 1h30m")
-    hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+        raise ValueError(f"{text!r} is not a duration like 90s, 5m, 1h30m or 3d")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ LABELS = {name: value for name, value in vars(Label).items() if name.isupper()} 
     "INTEGRATION": upstream.INTEGRATION,
     "RULE_GROUP": upstream.RULE_GROUP,
     "ALERTMANAGER": upstream.ALERTMANAGER_URL,
+    "MOUNTPOINT": upstream.NODE_MOUNTPOINT,
+    "DEVICE": upstream.NODE_DEVICE,
+    "SLO": upstream.SLO,
 }
 
 _PLACEHOLDER = re.compile(r"\{(?P<what>label|value|threshold)(?:\.(?P<name>\w+))?(?::(?P<format>\w+))?\}")

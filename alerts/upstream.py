@@ -17,6 +17,7 @@ INTEGRATION = "integration"  # Alertmanager's notifier kind: email, slack, webho
 FAILURE_REASON = "reason"  # added to the failure counter by later Alertmanager versions
 RULE_GROUP = "rule_group"  # `<file>;<group>` on Prometheus' rule-group metrics
 ALERTMANAGER_URL = "alertmanager"  # the Alertmanager API URL on Prometheus' notification counters
+SLO = "slo"  # ours: which objective of a service an SLO series or alert is about (alerts/slo.py)
 
 UP = Metric(
     "up",
@@ -102,3 +103,34 @@ ALERTMANAGER_CONFIG_RELOAD_SUCCESSFUL = Metric(
     (),
     "Alertmanager",
 )
+
+
+# --- node_exporter: host metrics of every machine (the `node` job of pharos/config/node_scrape.py) --
+# Checked against the /metrics of Debian's prometheus-node-exporter 1.5.0.
+NODE_JOB = "node"  # the scrape job of node_exporter; its targets carry `node` and `environment`
+NODE_MOUNTPOINT = "mountpoint"
+NODE_FSTYPE = "fstype"
+NODE_DEVICE = "device"
+NODE_CPU_MODE = "mode"
+NODE_CPU_IDLE = "idle"
+# File systems that are not disks: their free space says nothing about a disk filling up.
+NODE_VIRTUAL_FSTYPES = ("tmpfs", "ramfs", "squashfs", "overlay", "nsfs", "fuse.lxcfs")
+# Network devices that are not the machine's own traffic (loopback, container bridges and veths).
+NODE_VIRTUAL_DEVICES = ("lo", "veth.*", "docker.*", "br-.*", "ifb.*")
+
+
+def _node(name: str, type_: str, help_: str, labels: tuple[str, ...] = ()) -> Metric:
+    return Metric(name, type_, help_, labels, "node_exporter")
+
+
+NODE_FILESYSTEM_AVAIL = _node(
+    "node_filesystem_avail_bytes", GAUGE, "Bytes of a file system that unprivileged users may still fill.", (NODE_DEVICE, NODE_FSTYPE, NODE_MOUNTPOINT)
+)
+NODE_FILESYSTEM_SIZE = _node("node_filesystem_size_bytes", GAUGE, "Size of a file system in bytes.", (NODE_DEVICE, NODE_FSTYPE, NODE_MOUNTPOINT))
+NODE_MEMORY_AVAILABLE = _node(
+    "node_memory_MemAvailable_bytes", GAUGE, "Memory the kernel estimates is available for new work without swapping (MemAvailable)."
+)
+NODE_MEMORY_TOTAL = _node("node_memory_MemTotal_bytes", GAUGE, "Physical memory the kernel manages (MemTotal).")
+NODE_CPU_SECONDS = _node("node_cpu_seconds_total", COUNTER, "Seconds each CPU spent in each mode.", ("cpu", NODE_CPU_MODE))
+NODE_NETWORK_RECEIVE = _node("node_network_receive_bytes_total", COUNTER, "Bytes received by a network device.", (NODE_DEVICE,))
+NODE_NETWORK_TRANSMIT = _node("node_network_transmit_bytes_total", COUNTER, "Bytes sent by a network device.", (NODE_DEVICE,))

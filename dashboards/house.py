@@ -71,6 +71,7 @@ _NEAR_GATE = " and on () "  # joins a threshold line to the condition that shows
 SERVICES_OVERVIEW_UID = "pharos-services-overview"
 SERVICE_DETAIL_UID = "pharos-service-detail"
 PIPELINE_HEALTH_UID = "pharos-pipeline-health"
+SWARM_UID = "pharos-swarm"
 
 
 # --- variables -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Service detail: what is wrong with this service, and on which instance?
 
 For one environment and service, per instance: whether its stats are readable and it calls itself
-healthy, HTTP traffic by route, method and status (rate, 5xx, latency), garbage collection by kind
+healthy, the error budget left of its objectives, HTTP traffic by route, method and status (rate, 5xx, latency), garbage collection by kind
 (rate, time, tenures), memory by space against its limit, the runtime's processes by state and
 its handle tables, and the process' CPU and memory.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pharos_monitoring.alerts import catalogue as alerts
 from pharos_monitoring.alerts import promql as q
 from pharos_monitoring.alerts import recording as r
+from pharos_monitoring.alerts import slo
 from pharos_monitoring.alerts.upstream import BUCKET_BOUND, UP
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
@@ -64,6 +65,16 @@ def _gauge(metric: c.Metric, labels=(L.INSTANCE,)) -> q.Expr:
     return q.max_by(labels, h.scoped(metric.name, *SCOPE))
 
 
+def _budget_left(kind: str) -> q.Expr:
+    """Share of the objective's error budget over its period still left (below 0: overspent)."""
+    kind_only = q.eq(slo.SLO, kind)
+    budget = q.binary(1, "-", h.scoped(slo.OBJECTIVE_RECORD, L.ENVIRONMENT, L.SERVICE, extra=(kind_only,)))
+    spent = q.binary(
+        h.scoped(slo.PERIOD_RECORD, L.ENVIRONMENT, L.SERVICE, extra=(kind_only,)), "/", budget, f"on ({', '.join(slo.OBJECTIVE_LEVEL)}) group_left ()"
+    )
+    return q.binary(1, "-", spent)
+
+
 def build():
     layout = h.Layout()
     on_screen = h.scoped(UP.name, *SCOPE)  # every instance selected, whatever state it is in
@@ -98,6 +109,21 @@ def build():
             HEALTHY,
         ),
         12,
+        4,
+    )
+
+    layout.section("Objectives")
+    layout.add(
+        h.stat(
+            "Error budget left",
+            f"Share of the error budget of each objective (stack file) left over the last {slo.PERIOD}: 100 % = no error, "
+            "0 = the objective is just met, below 0 = missed. Empty for a service without objectives.",
+            [h.target(_budget_left(kind), kind, ref=ref) for kind, ref in zip(slo.KINDS, "AB")],
+            h.RATIO,
+            thresholds=h.steps((None, h.RED), (0, h.ORANGE), (0.25, h.GREEN)),
+            graph=True,
+        ),
+        24,
         4,
     )
 
@@ -332,5 +358,6 @@ def build():
     links = [
         h.link_to("Services overview", h.SERVICES_OVERVIEW_UID, "Every service, worst first"),
         h.link_to("Pipeline health", h.PIPELINE_HEALTH_UID, "Is the monitoring itself working?"),
+        h.link_to("Swarm", h.SWARM_UID, "Nodes and their tasks: CPU, memory, disks, network, failures"),
     ]
     return h.dashboard(UID, TITLE, __doc__.splitlines()[0], variables, layout, links, h.event_annotations(*SCOPE))

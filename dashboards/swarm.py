@@ -3,19 +3,22 @@
 Read from the exporter's swarm collector (`pharos exporter --swarm` on a manager): each node with
 its role, engine version and the tasks it runs in each state; desired against running tasks per
 service; task failures per service and node over time and over the last hour, with the
-SwarmTaskRestartLoop threshold; container health on the collector's node.
+SwarmTaskRestartLoop threshold; container health on the collector's node. From node_exporter (the
+`node` job): each node's CPU, memory, network and disks with their free space predicted; from the
+collector's background reading: CPU, memory and network of each task container on its node.
 """
 
 from __future__ import annotations
 
 from pharos_monitoring.alerts import catalogue as alerts
 from pharos_monitoring.alerts import promql as q
+from pharos_monitoring.alerts import upstream as u
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
 
 from . import house as h
 
-UID = "pharos-swarm"  # stable: links and bookmarks depend on it
+UID = h.SWARM_UID  # stable: links and bookmarks depend on it
 TITLE = "Pharos / Swarm"
 # The labels that identify one collector's reading: every join between swarm series is on them.
 READING = (L.ENVIRONMENT, L.JOB, L.INSTANCE)
@@ -25,6 +28,9 @@ READY_STATES = ((1, "ready", h.GREEN), (0, "not ready", h.RED))
 YES_GREEN = h.steps((None, h.RED), (1, h.GREEN))
 ZERO_GREEN = h.steps((None, h.GREEN), (1, h.RED))
 RECENT = "1h"  # "recent" task failures: over the last hour, whatever the time range on screen
+FILLING_HOURS = h.AlertThreshold(alerts.NODE_FILESYSTEM_FILLING_UP, "hours")
+_DISKS = q.not_matches(u.NODE_FSTYPE, q.one_of(u.NODE_VIRTUAL_FSTYPES))
+_PHYSICAL = q.not_matches(u.NODE_DEVICE, q.one_of(u.NODE_VIRTUAL_DEVICES))
 
 
 def _nodes(metric: c.Metric, *extra: q.Matcher) -> q.Expr:
@@ -39,6 +45,22 @@ def _per_node(expr: q.Expr) -> q.Expr:
     """`expr` (one series per node) with the node's role and engine version, one row per node."""
     with_info = q.binary(_nodes(c.SWARM_NODE_INFO), "*", expr, f"on ({', '.join(READING + (L.NODE,))}) group_left ()")
     return q.max_by(NODE_KEYS, with_info)
+
+
+def _state_colours(column: str) -> dict:
+    """A field override colouring the cells of a task-state column: running, failed, on the way."""
+    by_state = {c.SWARM_TASK_RUNNING: h.GREEN, **{failed: h.RED for failed in c.SWARM_TASK_FAILED_STATES}}
+    options = {state: {"color": colour, "index": index} for index, (state, colour) in enumerate(by_state.items())}
+    return {
+        "matcher": {"id": "byName", "options": column},
+        "properties": [
+            {"id": "mappings", "value": [
+                {"type": "value", "options": options},
+                {"type": "regex", "options": {"pattern": ".+", "result": {"color": h.ORANGE, "index": len(options)}}},
+            ]},
+            {"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}},
+        ],
+    }
 
 
 def _current_tasks() -> q.Expr:
@@ -89,7 +111,21 @@ def build():
             [h.Column("Tasks", q.sum_by((L.NODE, L.SERVICE, L.STATE), _current_tasks()), decimals=0)],
             sort_by="Tasks",
         ),
-        24,
+        12,
+        8,
+    )
+
+    layout.add(
+        h.table(
+            "Tasks held by each node",
+            "Every current task (desired state running) and the node that holds it, coloured by its state: green running, "
+            "red failed or rejected, orange anything on the way (pending, assigned, preparing, starting).",
+            (L.NODE, L.TASK, L.STATE),
+            [h.Column("Tasks", q.sum_by((L.NODE, L.TASK, L.STATE), _services(c.SWARM_TASK_CURRENT)), decimals=0)],
+            sort_by="Tasks",
+            links=[_state_colours(L.STATE)],
+        ),
+        12,
         8,
     )
 
@@ -157,6 +193,116 @@ def build():
             stacked=True,
         ),
         6,
+        8,
+    )
+
+    layout.section("Machines")
+    layout.add(
+        h.timeseries(
+            "CPU busy, per node",
+            "Share of each node's CPU time spent on anything but idling (node_exporter, job node; 100 % is every core busy).",
+            [h.target(q.binary(1, "-", q.aggregate("avg", q.rate(_nodes(u.NODE_CPU_SECONDS, q.eq(u.NODE_CPU_MODE, u.NODE_CPU_IDLE)), h.RATE_WINDOW), by=(L.NODE,))), h.legend_for(L.NODE))],
+            h.RATIO,
+            soft_max=1,
+        ),
+        8,
+        8,
+    )
+    available = q.divide(q.max_by((L.NODE,), _nodes(u.NODE_MEMORY_AVAILABLE)), q.max_by((L.NODE,), _nodes(u.NODE_MEMORY_TOTAL)))
+    layout.add(
+        h.timeseries(
+            "Memory available vs. total, per node",
+            f"Share of each node's memory available without swapping; below its threshold for 15 minutes, {alerts.NODE_MEMORY_PRESSURE.name} fires.",
+            [h.target(available, h.legend_for(L.NODE))],
+            h.RATIO,
+            soft_max=1,
+        ),
+        8,
+        8,
+    )
+    traffic = q.rate(_nodes(u.NODE_NETWORK_RECEIVE, _PHYSICAL), h.RATE_WINDOW)
+    sent = q.rate(_nodes(u.NODE_NETWORK_TRANSMIT, _PHYSICAL), h.RATE_WINDOW)
+    layout.add(
+        h.timeseries(
+            "Network, per node",
+            "Bytes per second received and sent on each node's own network devices (loopback and container bridges left out).",
+            [
+                h.target(q.sum_by((L.NODE,), traffic), h.legend_for(L.NODE) + " received", "A"),
+                h.target(q.sum_by((L.NODE,), sent), h.legend_for(L.NODE) + " sent", "B"),
+            ],
+            h.BYTES_PER_SECOND,
+        ),
+        8,
+        8,
+    )
+    free = _nodes(u.NODE_FILESYSTEM_AVAIL, _DISKS)
+    ahead = int(FILLING_HOURS.default * 3600)
+    layout.add(
+        h.timeseries(
+            "Disk used ratio, per node and mount point",
+            "Share of each disk in use (tmpfs, overlay and other file systems that are not disks left out).",
+            [h.target(q.max_by((L.NODE, u.NODE_MOUNTPOINT), q.binary(1, "-", q.divide(free, _nodes(u.NODE_FILESYSTEM_SIZE, _DISKS)))), h.legend_for(L.NODE, u.NODE_MOUNTPOINT))],
+            h.RATIO,
+            soft_max=1,
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        h.table(
+            "Disks, and their free space predicted",
+            f"Free space now, and in {FILLING_HOURS.default:g} hours at the rate of the last 6 hours (red below 0: full by then). "
+            f"Little free space and a prediction below 0 within the threshold's horizon fire {alerts.NODE_FILESYSTEM_FILLING_UP.name}.",
+            (L.NODE, u.NODE_MOUNTPOINT),
+            [
+                h.Column("Free", q.max_by((L.NODE, u.NODE_MOUNTPOINT), free), h.BYTES),
+                h.Column(
+                    f"Free in {FILLING_HOURS.default:g} h",
+                    q.max_by((L.NODE, u.NODE_MOUNTPOINT), q.predict_linear(free, alerts.FILL_TREND_RANGE, ahead)),
+                    h.BYTES,
+                    thresholds=h.steps((None, h.RED), (0, h.GREEN)),
+                ),
+            ],
+            sort_by="Free",
+        ),
+        12,
+        8,
+    )
+
+    layout.section("Task containers")
+    containers = (L.SERVICE, L.TASK)
+    layout.add(
+        h.timeseries(
+            "CPU per task",
+            "CPU of each task container on the collector's node, in cores (read in the background every 15 s: a step every 15 s).",
+            [h.target(q.sum_by(containers, q.rate(_services(c.SWARM_CONTAINER_CPU), h.RATE_WINDOW)), h.legend_for(*containers))],
+            h.CORES,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        h.timeseries(
+            "Memory per task",
+            "Memory of each task container on the collector's node, without the page cache the kernel may drop (as `docker stats`).",
+            [h.target(q.max_by(containers, _services(c.SWARM_CONTAINER_MEMORY)), h.legend_for(*containers))],
+            h.BYTES,
+        ),
+        8,
+        8,
+    )
+    received = q.rate(_services(c.SWARM_CONTAINER_RECEIVED), h.RATE_WINDOW)
+    layout.add(
+        h.timeseries(
+            "Network per task",
+            "Bytes per second each task container receives and sends, on all its networks.",
+            [
+                h.target(q.sum_by(containers, received), h.legend_for(*containers) + " received", "A"),
+                h.target(q.sum_by(containers, q.rate(_services(c.SWARM_CONTAINER_SENT), h.RATE_WINDOW)), h.legend_for(*containers) + " sent", "B"),
+            ],
+            h.BYTES_PER_SECOND,
+        ),
+        8,
         8,
     )
 

@@ -82,6 +82,7 @@ class Label:
     # Docker Swarm: the swarm collector (exporter/swarm.py) and the generated swarm discovery.
     NODE = "node"  # a swarm node's hostname
     NODE_ID = "node_id"
+    TASK = "task"  # a swarm task without its id: SERVICE.SLOT (SERVICE.NODEID for a global service)
     SLOT = "slot"  # a replicated task's slot number (0 for tasks of global services)
     STATE = "state"  # of a node, a task or a service update; values in SWARM_*_STATES
     DESIRED_STATE = "desired_state"
@@ -535,6 +536,14 @@ SWARM_TASKS = Metric(
     (Label.SERVICE, Label.NODE, Label.STATE, Label.DESIRED_STATE),
     _SWARM,
 )
+SWARM_TASK_CURRENT = Metric(
+    "swarm_task_current",
+    GAUGE,
+    "Always 1 for each current task (desired state running), by service, task (SERVICE.SLOT, or SERVICE.NODEID "
+    "for a global service), node and its state: which node holds which task, and how it is doing.",
+    (Label.SERVICE, Label.TASK, Label.NODE, Label.STATE),
+    _SWARM,
+)
 SWARM_TASK_FAILURES = Metric(
     "swarm_task_failures_total",
     COUNTER,
@@ -560,6 +569,65 @@ SWARM_COLLECTOR_DURATION = Metric(
     "pharos_swarm_collector_duration_seconds",
     GAUGE,
     "Time the exporter's last reading of the swarm state took, in seconds.",
+    (),
+    _SWARM,
+)
+
+# --- Task containers on the exporter's node (exporter/container_stats.py, read in the background) --
+_CONTAINER_LABELS = (Label.SERVICE, Label.TASK, Label.NODE)
+SWARM_CONTAINER_CPU = Metric(
+    "swarm_container_cpu_seconds_total",
+    COUNTER,
+    "CPU time the container of a swarm task used since it started, in seconds (its rate is cores in use).",
+    _CONTAINER_LABELS,
+    _SWARM,
+)
+SWARM_CONTAINER_MEMORY = Metric(
+    "swarm_container_memory_usage_bytes",
+    GAUGE,
+    "Memory the container of a swarm task uses, without the page cache the kernel may drop (as `docker stats`).",
+    _CONTAINER_LABELS,
+    _SWARM,
+)
+SWARM_CONTAINER_MEMORY_LIMIT = Metric(
+    "swarm_container_memory_limit_bytes",
+    GAUGE,
+    "Memory limit of the container of a swarm task (the node's memory when the service sets none).",
+    _CONTAINER_LABELS,
+    _SWARM,
+)
+SWARM_CONTAINER_RECEIVED = Metric(
+    "swarm_container_network_receive_bytes_total",
+    COUNTER,
+    "Bytes the container of a swarm task received on all its networks since it started.",
+    _CONTAINER_LABELS,
+    _SWARM,
+)
+SWARM_CONTAINER_SENT = Metric(
+    "swarm_container_network_transmit_bytes_total",
+    COUNTER,
+    "Bytes the container of a swarm task sent on all its networks since it started.",
+    _CONTAINER_LABELS,
+    _SWARM,
+)
+CONTAINER_STATS_AGE = Metric(
+    "pharos_swarm_container_stats_age_seconds",
+    GAUGE,
+    "Seconds since the container stats served were read (they are read in the background, every 15 s by default).",
+    (),
+    _SWARM,
+)
+CONTAINER_STATS_DURATION = Metric(
+    "pharos_swarm_container_stats_duration_seconds",
+    GAUGE,
+    "Time the last background reading of every task container's stats took, in seconds.",
+    (),
+    _SWARM,
+)
+CONTAINER_STATS_FAILURES = Metric(
+    "pharos_swarm_container_stats_failures",
+    GAUGE,
+    "Task containers whose stats the last background reading could not get (ended in between, engine errors).",
     (),
     _SWARM,
 )

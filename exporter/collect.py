@@ -74,7 +74,12 @@ class Exporter:
         if config.swarm.enabled:
             from .swarm import SwarmCollector  # the docker package is imported only when asked for
 
-            self.swarm = SwarmCollector(config.swarm.docker_host, config.limits.timeout_seconds)
+            self.swarm = SwarmCollector(
+                config.swarm.docker_host,
+                config.limits.timeout_seconds,
+                config.swarm.container_stats_interval_seconds,
+                config.swarm.container_stats_workers,
+            )
             self.registry.register(self.swarm)
         self.targets = [self._sidecar_target(spec) for spec in config.targets]
         self._probe_targets: OrderedDict[tuple[str, str], Target] = OrderedDict()

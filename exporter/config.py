@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from .container_stats import DEFAULT_INTERVAL_SECONDS as CONTAINER_STATS_INTERVAL_SECONDS, DEFAULT_WORKERS as CONTAINER_STATS_WORKERS
 from .routes import check_route_template
 from .yaml_file import load_yaml_file, regular_file_problem, shown
 
@@ -160,6 +161,9 @@ class Swarm:
 
     enabled: bool = False
     docker_host: str = ""  # "" = DOCKER_HOST, else unix:///var/run/docker.sock
+    # Task containers' CPU, memory and network, read in the background (exporter/container_stats.py).
+    container_stats_interval_seconds: float = CONTAINER_STATS_INTERVAL_SECONDS
+    container_stats_workers: int = CONTAINER_STATS_WORKERS
 
 
 @dataclass(frozen=True)
@@ -450,10 +454,19 @@ def check_docker_host(value: str) -> str:
 
 
 def _swarm(reader: _Reader, value: Any, path: str) -> Swarm:
-    data = reader.mapping(value, path, {"enabled", "docker_host"})
+    data = reader.mapping(value, path, {"enabled", "docker_host", "container_stats_interval_seconds", "container_stats_workers"})
+    defaults = Swarm()
     return Swarm(
         enabled=reader.typed(data, "enabled", path, bool, False),
         docker_host=reader.typed(data, "docker_host", path, str, "", check_docker_host),
+        container_stats_interval_seconds=reader.typed(
+            data, "container_stats_interval_seconds", path, float, defaults.container_stats_interval_seconds,
+            lambda seconds: "" if 1 <= seconds <= 3600 else "must be between 1 and 3600 seconds",
+        ),
+        container_stats_workers=reader.typed(
+            data, "container_stats_workers", path, int, defaults.container_stats_workers,
+            lambda workers: "" if 1 <= workers <= 64 else "must be between 1 and 64 connections to the engine",
+        ),
     )
 
 

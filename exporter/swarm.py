@@ -5,7 +5,9 @@
 through the `docker` package: the nodes, the services with their task counts, every task the
 swarm keeps (current ones and each slot's history) and the health of the task containers on the
 engine's own node. Nodes, services and tasks can only be listed on a manager; elsewhere the reading
-fails with a message that says so, and `pharos_swarm_collector_success` is 0.
+fails with a message that says so, and `pharos_swarm_collector_success` is 0. The CPU, memory and
+network of the task containers on the engine's node are too slow to read during a scrape: a
+background thread reads them (exporter/container_stats.py) and each scrape serves its last reading.
 
 Names and label values come from `exporter/catalogue.py` (the `SWARM_*` entries). The only state
 kept between scrapes is the failure counter: the engine lists a failed task for as long as it keeps
@@ -25,6 +27,7 @@ from typing import Iterable, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import catalogue as c
+from .container_stats import DEFAULT_INTERVAL_SECONDS, DEFAULT_WORKERS, ContainerStats
 
 log = logging.getLogger("pharos.exporter.swarm")
 
@@ -181,6 +184,19 @@ def families(state: SwarmState, failures: Mapping[tuple[str, str], int]) -> list
         tasks.add_metric(list(labels), float(count))
     result.append(tasks)
 
+    current = GaugeMetricFamily(c.SWARM_TASK_CURRENT.name, c.SWARM_TASK_CURRENT.help, labels=c.SWARM_TASK_CURRENT.labels)
+    current_rows = set()
+    for task in state.tasks:
+        service = services.get(task.get("ServiceID", ""))
+        if service is None or task.get("DesiredState") != c.SWARM_TASK_RUNNING:
+            continue
+        slot = task.get("Slot")
+        name = f"{service}.{slot}" if slot else f"{service}.{task.get('NodeID', '')}"
+        current_rows.add((service, name, nodes.get(task.get("NodeID", ""), ""), task.get("Status", {}).get("State", "")))
+    for labels in sorted(current_rows):
+        current.add_metric(list(labels), 1.0)
+    result.append(current)
+
     failed = CounterMetricFamily(c.SWARM_TASK_FAILURES.family, c.SWARM_TASK_FAILURES.help, labels=c.SWARM_TASK_FAILURES.labels)
     for (service, node), total in sorted(failures.items()):
         failed.add_metric([service, node], float(total))
@@ -198,10 +214,17 @@ def families(state: SwarmState, failures: Mapping[tuple[str, str], int]) -> list
 class SwarmCollector:
     """A prometheus_client collector reading the swarm on every collect(); it never raises."""
 
-    def __init__(self, docker_host: str = "", timeout_seconds: float = 10.0):
+    def __init__(
+        self,
+        docker_host: str = "",
+        timeout_seconds: float = 10.0,
+        container_stats_interval: float = DEFAULT_INTERVAL_SECONDS,
+        container_stats_workers: int = DEFAULT_WORKERS,
+    ):
         self.docker_host = docker_host
         self.timeout_seconds = timeout_seconds
         self._api = None
+        self._container_stats = ContainerStats(lambda: self._new_client(container_stats_workers), container_stats_interval, container_stats_workers)
         self._failures = FailureCounter()
         # One reading at a time: it guards the failure counter, and two concurrent scrapes
         # would only double the load on the manager.
@@ -216,6 +239,7 @@ class SwarmCollector:
         return []  # registration must not read the engine (see prometheus_client's collector protocol)
 
     def collect(self):
+        self._container_stats.start()  # on the first scrape, not at registration
         started = time.monotonic()
         with self._lock:
             try:
@@ -228,22 +252,27 @@ class SwarmCollector:
                 self._close()
                 self._report(self._explain(error))
         yield from readings
+        yield from self._container_stats.families()
         yield GaugeMetricFamily(c.SWARM_COLLECTOR_SUCCESS.name, c.SWARM_COLLECTOR_SUCCESS.help, value=success)
         yield GaugeMetricFamily(c.SWARM_COLLECTOR_DURATION.name, c.SWARM_COLLECTOR_DURATION.help, value=time.monotonic() - started)
 
     def close(self) -> None:
+        self._container_stats.stop()
         with self._lock:
             self._close()
 
+    def _new_client(self, connections: int = 10):
+        import docker
+
+        options = docker.utils.kwargs_from_env()
+        if self.docker_host:
+            options["base_url"] = self.docker_host
+        # version="auto" asks the engine which API it speaks: the Debian engine is older than the package's default.
+        return docker.APIClient(version="auto", timeout=self.timeout_seconds, max_pool_size=max(1, connections), **options)
+
     def _client(self):
         if self._api is None:
-            import docker
-
-            options = docker.utils.kwargs_from_env()
-            if self.docker_host:
-                options["base_url"] = self.docker_host
-            # version="auto" asks the engine which API it speaks: the Debian engine is older than the package's default.
-            self._api = docker.APIClient(version="auto", timeout=self.timeout_seconds, **options)
+            self._api = self._new_client()
         return self._api
 
     def _close(self) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything Pharos needs on a fresh Debian 12 machine: the Debian packages `pharos up` and the
-# tests run (Prometheus, Alertmanager, promtool, amtool), a virtual environment in .venv, and the
+# tests run (Prometheus, Alertmanager, promtool, amtool, node_exporter), a virtual environment in .venv, and the
 # package itself with every extra and the test dependencies, at the versions of constraints.txt.
 # Safe to run again; fast when nothing is missing.
 #
@@ -21,6 +21,7 @@ done
 need_debs=()
 command -v prometheus >/dev/null || need_debs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_debs+=(prometheus-alertmanager)
+command -v prometheus-node-exporter >/dev/null || need_debs+=(prometheus-node-exporter)
 if $with_docker; then
     # The Docker tests run their own engine and swarm, with images made from busybox and debootstrap.
     [ -x /usr/sbin/dockerd ] || need_debs+=(docker.io)

@@ -437,6 +437,12 @@ def prometheus_image(engine: Engine, tag: str = "local/prometheus:test") -> str:
     return binary_image(engine, tag, shutil.which("prometheus") or "/usr/bin/prometheus", "prometheus", "/prometheus")
 
 
+def node_exporter_image(engine: Engine, tag: str = "local/node-exporter:test") -> str:
+    """Debian's node_exporter: `/bin/node_exporter` as entrypoint (as the official image), user nobody."""
+    binary = shutil.which("prometheus-node-exporter") or "/usr/bin/prometheus-node-exporter"
+    return binary_image(engine, tag, binary, "node_exporter", "/data")
+
+
 def alertmanager_image(engine: Engine, tag: str = "local/alertmanager:test") -> str:
     """Debian's Alertmanager with its templates: `/bin/alertmanager`, data in /alertmanager."""
     return binary_image(

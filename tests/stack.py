@@ -34,7 +34,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from pharos_monitoring.alerts import prometheus_rules
+from pharos_monitoring.alerts import prometheus_rules, slo
 from pharos_monitoring.exporter.catalogue import Label as L
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -60,6 +60,13 @@ INSTANCES = (
     Instance("production", "orders", 2),
     Instance("production", "billing", 1),
     Instance("alpha", "orders", 1),
+)
+# Objectives for alpha's orders, the service the dashboards' variables pick first: the burn-rate
+# alerts' queries and the error-budget panel have series to read. Loose enough that the demo's 2 %
+# of 5xx spends nothing fast.
+OBJECTIVES = (
+    slo.Objective("alpha", "orders", slo.AVAILABILITY, 0.95),
+    slo.Objective("alpha", "orders", slo.LATENCY, 0.95, under_seconds=0.25),
 )
 DEMO_FLAGS = ("--traffic", "8", "--error-ratio", "0.02", "--memory-limit-mb", "512", "--log-level", "warning")
 
@@ -232,7 +239,7 @@ class LiveStack:
     def _start_prometheus(self, deadline: float) -> str:
         address = f"{HOST}:{free_port()}"
         rule_paths = []
-        for file_name, content in prometheus_rules.rule_files(RULES_ENVIRONMENT, RUNBOOK_BASE).items():
+        for file_name, content in prometheus_rules.rule_files(RULES_ENVIRONMENT, RUNBOOK_BASE, objectives=OBJECTIVES).items():
             path = self.directory / file_name
             path.write_text(yaml.safe_dump(content, sort_keys=False))
             rule_paths.append(str(path))

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pharos_monitoring.alerts.catalogue import ALERTS
+from pharos_monitoring.alerts.upstream import NODE_JOB
 from pharos_monitoring.exporter.catalogue import Label as L
 from pharos_monitoring.cli import main
 from pharos_monitoring.config.build import RULE_TESTS_FILE as BUILD_RULE_TESTS
@@ -397,3 +398,170 @@ def test_the_example_stack_builds_into_configuration_the_tools_accept(tmp_path: 
         assert_ok(run(AMTOOL, "check-config", str(tmp_path / environment / "alertmanager" / "alertmanager.yml")))
     pager = route_receivers(tmp_path / "production" / "alertmanager" / "alertmanager.yml", {"severity": "critical", "environment": "production"})
     assert pager == ["production-pager"]
+
+
+def test_the_node_job_scrapes_listed_machines_and_discovered_swarm_nodes(tmp_path: Path, secrets: Path):
+    data = copy.deepcopy(stack_data(secrets))
+    production = data["environments"]["production"]
+    production["node_exporters"] = ["db-1:9100", "127.0.0.1:9100"]
+    production["swarm"] = {"docker_host": "unix:///var/run/docker.sock", "node_exporter_port": 9100}
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "production"]) == 0
+    config_path = out / "prometheus" / "prometheus.yml"
+    assert_ok(run(PROMTOOL, "check", "config", str(config_path)))
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config_path.read_text())["scrape_configs"]}
+    node = jobs[NODE_JOB]
+    assert node["static_configs"] == [{"targets": ["db-1:9100", "127.0.0.1:9100"]}]
+    assert node["dockerswarm_sd_configs"] == [{"host": "unix:///var/run/docker.sock", "role": "nodes", "port": 9100, "refresh_interval": "30s"}]
+    assert {L.ENVIRONMENT: "production"}.items() <= {r["target_label"]: r.get("replacement") for r in node["relabel_configs"] if "source_labels" not in r}.items()
+    # No node_exporter anywhere in beta: no node job there.
+    beta = tmp_path / "beta"
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(beta), "--environment", "beta"]) == 0
+    assert NODE_JOB not in {job["job_name"] for job in yaml.safe_load((beta / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+
+
+def test_the_node_job_names_each_target_by_its_machine(tmp_path: Path):
+    """Prometheus' own relabelling of the generated job, on a real node_exporter: `node` is the
+    host of a listed address, and the job's series reach the alerts' expressions."""
+    import re
+    import shutil
+    import socket
+
+    import requests
+
+    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    if binary is None:
+        pytest.skip("node_exporter is not installed: apt-get install prometheus-node-exporter (scripts/setup.sh does)")
+    from pharos_monitoring.alerts.catalogue import NODE_FILESYSTEM_FILLING_UP, NODE_MEMORY_PRESSURE
+    from pharos_monitoring.config.node_scrape import scrape_job
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    exporter_port, prometheus_port = free_port(), free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [scrape_job("production", (f"127.0.0.1:{exporter_port}",), None)],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    children = [
+        subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{exporter_port}", "--no-collector.systemd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{prometheus_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        def query(expr: str) -> list:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{prometheus_port}/api/v1/query", params={"query": expr}, timeout=5).json()
+            except (requests.RequestException, ValueError):
+                return []
+            return answer["data"]["result"]
+
+        deadline = time.monotonic() + 60
+        while not (up := query(f'up{{job="{NODE_JOB}"}}')) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert up and up[0]["value"][1] == "1", up
+        assert up[0]["metric"][L.NODE] == "127.0.0.1" and up[0]["metric"][L.ENVIRONMENT] == "production"
+        # Each side of the alerts' comparisons must find node_exporter's series (predict_linear needs two scrapes).
+        for alert in (NODE_FILESYSTEM_FILLING_UP, NODE_MEMORY_PRESSURE):
+            for part in (part for part in re.split(r" (?:and|<) ", alert.expression("production")) if "node_" in part):
+                deadline = time.monotonic() + 30
+                while not query(part) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                assert query(part), f"{alert.name}: {part} returns nothing from a real node_exporter"
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(20)
+
+
+# --- high availability: a Prometheus pair and an Alertmanager cluster (pharos/config/ha.py) ------
+HA_ALERTMANAGERS = ["127.0.0.1:9093", "127.0.0.1:9193", "127.0.0.1:9293"]
+HA_SECTION = {"prometheus": ["127.0.0.1:9090", "127.0.0.1:9190"], "alertmanager_cluster": ["127.0.0.1:9094", "127.0.0.1:9194", "127.0.0.1:9294"]}
+
+
+def ha_stack_data(secrets: Path) -> dict:
+    data = copy.deepcopy(stack_data(secrets))
+    data["intervals"] |= {"group_interval": "5s"}
+    data["environments"]["production"] |= {"alertmanagers": HA_ALERTMANAGERS, "ha": copy.deepcopy(HA_SECTION)}
+    return data
+
+
+def test_ha_builds_a_pair_that_sends_identical_alerts_to_every_alertmanager(tmp_path: Path, secrets: Path):
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, ha_stack_data(secrets))), "--out", str(out), "--environment", "production"]) == 0
+    assert_ok(run(PROMTOOL, "check", "config", str(out / "prometheus" / "prometheus.yml")))
+    assert_ok(run(AMTOOL, "check-config", str(out / "alertmanager" / "alertmanager.yml")))
+    config = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    # One file for both replicas: each expands ${REPLICA} (--enable-feature=expand-external-labels).
+    assert config["global"]["external_labels"] == {L.ENVIRONMENT: "production", "replica": "${REPLICA}"}
+    assert config["alerting"] == {
+        "alert_relabel_configs": [{"action": "labeldrop", "regex": "replica"}],
+        "alertmanagers": [{"static_configs": [{"targets": HA_ALERTMANAGERS}]}],
+    }
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["prometheus"]["static_configs"] == [{"targets": HA_SECTION["prometheus"]}]  # each replica watches the other
+    assert jobs["alertmanager"]["static_configs"] == [{"targets": HA_ALERTMANAGERS}]
+
+    flags = yaml.safe_load((out / "ha.yml").read_text())
+    assert [(r["address"], r["environment"], r["flags"]) for r in flags["prometheus"]] == [
+        ("127.0.0.1:9090", {"REPLICA": "1"}, ["--enable-feature=expand-external-labels", "--web.listen-address=127.0.0.1:9090"]),
+        ("127.0.0.1:9190", {"REPLICA": "2"}, ["--enable-feature=expand-external-labels", "--web.listen-address=127.0.0.1:9190"]),
+    ]
+    assert flags["alertmanager"][1] == {
+        "address": "127.0.0.1:9193",
+        "cluster_address": "127.0.0.1:9194",
+        "flags": [
+            "--web.listen-address=127.0.0.1:9193",
+            "--cluster.listen-address=127.0.0.1:9194",
+            "--cluster.peer=127.0.0.1:9094",
+            "--cluster.peer=127.0.0.1:9294",
+            "--cluster.peer-timeout=2s",  # (3 - 1) x 2 s < group_interval 5 s
+        ],
+    }
+    # Without `ha:` again, the flags of the earlier build go: they would start the wrong shape.
+    assert main(["build", "--config", str(write_stack(tmp_path, stack_data(secrets))), "--out", str(out), "--environment", "production"]) == 0
+    assert not (out / "ha.yml").exists()
+
+
+def test_ha_names_listen_on_every_interface_and_ips_on_themselves():
+    from pharos_monitoring.config import ha
+
+    pair = ha.HighAvailability(("prometheus-1:9090", "10.0.0.2:9090"), ("am-1:9094", "am-2:9094"), 15)
+    flags = ha.flags(pair, ("am-1:9093", "am-2:9093"))
+    assert flags["prometheus"][0]["flags"][-1] == "--web.listen-address=0.0.0.0:9090"
+    assert flags["prometheus"][1]["flags"][-1] == "--web.listen-address=10.0.0.2:9090"
+    assert flags["alertmanager"][0]["flags"][:3] == ["--web.listen-address=0.0.0.0:9093", "--cluster.listen-address=0.0.0.0:9094", "--cluster.peer=am-2:9094"]
+
+
+@pytest.mark.parametrize(
+    "group_interval, watchdog, peers, seconds",
+    [("5s", "1m", 3, 2), ("4s", "1m", 3, 1), ("5m", "1m", 3, 15), ("10s", "1m", 2, 9), ("5m", "20s", 3, 9), ("2s", "1m", 3, 0)],
+)
+def test_the_peer_timeout_keeps_the_last_peers_wait_below_group_interval(group_interval, watchdog, peers, seconds):
+    from pharos_monitoring.alerts.alertmanager import Timing
+    from pharos_monitoring.config import ha
+
+    assert ha.peer_timeout_seconds(peers, Timing(group_interval=group_interval, watchdog_repeat_interval=watchdog)) == seconds
+
+
+HA_MISTAKES = [
+    ("environments/production/ha/prometheus", ["127.0.0.1:9090"], "environments.production.ha.prometheus: list at least two Prometheus replicas"),
+    ("environments/production/ha/alertmanager_cluster", ["127.0.0.1:9094", "127.0.0.1:9194"], "ha.alertmanager_cluster: give one gossip address (HOST:PORT) per Alertmanager, in the order of alertmanagers: 3 expected, got 2"),
+    ("environments/production/ha/alertmanager_cluster", ["127.0.0.1:9093", "127.0.0.1:9194", "127.0.0.1:9294"], "must differ from the Alertmanager's web address"),
+    ("environments/production/ha/replicas", 2, "environments.production.ha.replicas: unknown key"),
+    ("intervals/group_interval", "2s", "intervals.group_interval 2s is too short for a cluster of 3"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", HA_MISTAKES, ids=[f"{m[0]}-{i}" for i, m in enumerate(HA_MISTAKES)])
+def test_a_mistake_in_the_ha_section_names_file_and_key(tmp_path: Path, secrets: Path, capsys, path, value, message):
+    data = ha_stack_data(secrets)
+    _set(data, path, value)
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(tmp_path / "out")]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.monitoring.yml").read_text())
 SWARM_STACK = ROOT / "examples" / "swarm-stack.yml"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-OFFICIAL_IMAGES = {"prometheus": "prom/prometheus:", "alertmanager": "prom/alertmanager:", "grafana": "grafana/grafana:"}
+OFFICIAL_IMAGES = {"prometheus": "prom/prometheus:", "alertmanager": "prom/alertmanager:", "grafana": "grafana/grafana:", "node-exporter": "prom/node-exporter:"}
 
 
 def interpolate(text: str, environment: dict[str, str] | None = None) -> str:
@@ -61,7 +61,7 @@ def test_every_service_has_limits_a_restart_policy_and_the_overlay_network(name:
     limits = deploy["resources"]["limits"]
     assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[MG]", limits["memory"])
     assert deploy["restart_policy"]["condition"] == "any"
-    assert "replicas" in deploy
+    assert "replicas" in deploy or deploy.get("mode") == "global"
     assert service["networks"] == ["monitoring"]
 
 
@@ -104,6 +104,19 @@ def test_the_stack_file_names_the_services_of_the_compose_file():
     for address in (environment.exporter, environment.prometheus, *environment.alertmanagers):
         host, _, port = address.rpartition(":")
         assert host in services(), f"{address}: no service {host} in docker-compose.monitoring.yml"
+
+
+def test_node_exporter_runs_on_every_node_reading_the_host_where_the_node_job_looks():
+    service = services()["node-exporter"]
+    assert service["deploy"]["mode"] == "global"
+    (root,) = [v for v in service["volumes"] if v["target"] == "/host"]
+    assert (root["type"], root["source"], root["read_only"]) == ("bind", "/", True)
+    assert "--path.rootfs=/host" in service["command"] and "--no-collector.systemd" in service["command"]
+    (port,) = service["ports"]
+    assert port["mode"] == "host" and port["target"] == 9100
+    swarm = load(str(SWARM_STACK)).environment("production").swarm
+    assert int(interpolate(str(port["published"]))) == swarm.node_exporter_port
+    assert f"--web.listen-address=:{port['target']}" in service["command"]
 
 
 # --- secrets and configs -----------------------------------------------------------------------

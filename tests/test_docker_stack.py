@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -28,8 +29,9 @@ from pharos_monitoring.exporter.catalogue import Label as L
 from pharos_monitoring.config.build import build
 from pharos_monitoring.config.stack_config import parse
 from pharos_monitoring.config.swarm_discovery import SWARM_JOB
+from pharos_monitoring.alerts.upstream import NODE_FILESYSTEM_AVAIL, NODE_JOB
 
-from docker_engine import PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, pharos_image, prometheus_image  # noqa: F401 - engine: the session's fixture
+from docker_engine import PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, node_exporter_image, pharos_image, prometheus_image  # noqa: F401 - engine: the session's fixture
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +119,8 @@ def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporte
         "PHAROS_IMAGE": engine.image_id(pharos),
         "PROMETHEUS_IMAGE": engine.image_id(prometheus),
         "ALERTMANAGER_IMAGE": engine.image_id(alertmanager),
+        "NODE_EXPORTER_IMAGE": engine.image_id(node_exporter_image(engine)),
+        "NODE_EXPORTER_PORT": str(free_tcp_port()),
         "GRAFANA_REPLICAS": "0",  # no Grafana image can be built here
         "DEMO_REPLICAS": str(DEMO_REPLICAS),
         "PHAROS_BUILD_DIR": str(out),
@@ -165,6 +169,12 @@ def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporte
 
         running = engine.wait_until(swarm_state, "the swarm state scraped from the exporter", limit=60, step=1.0)
         assert running[0]["value"][1] == str(DEMO_REPLICAS)
+        # node_exporter runs on every node (global) and reads the host through /host; the node job finds every node.
+        engine.wait_until(lambda: engine.replicas(f"{STACK}_node-exporter") == (1, 1), "node-exporter on the node", limit=60, step=1.0)
+        exposed = engine.text("exec", container_of(engine, "prometheus"), "wget", "-q", "-O", "-", "http://tasks.node-exporter:9100/metrics", timeout=30)
+        assert re.search(rf'^{NODE_FILESYSTEM_AVAIL.name}{{[^}}]*mountpoint="/"', exposed, re.MULTILINE), "node_exporter does not see the host's /"
+        node_targets = [t["labels"] for t in prometheus_api(engine, "/api/v1/targets?state=active")["activeTargets"] if t["labels"]["job"] == NODE_JOB]
+        assert [(labels[L.NODE], labels[L.ENVIRONMENT]) for labels in node_targets] == [(node, "production")]
         up = prometheus_api(engine, "/api/v1/query", 'up{job=~"alertmanager|prometheus|pharos-exporter"}')["result"]
         assert sorted((r["metric"]["job"], r["value"][1]) for r in up) == [("alertmanager", "1"), ("pharos-exporter", "1"), ("prometheus", "1")]
         assert not engine.registry_attempts(), "the engine tried to pull: an image was given by tag"

@@ -11,6 +11,7 @@ service and keep quiet for the healthy one.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 import time
@@ -22,6 +23,7 @@ import requests
 import yaml
 
 from pharos_monitoring.alerts import prometheus_rules
+from pharos_monitoring.config import node_scrape
 from pharos_monitoring.alerts.catalogue import SWARM_NODE_DOWN, SWARM_SERVICE_DEGRADED, SWARM_TASK_RESTART_LOOP
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.slow
 BUSYBOX = "local/busybox:test"
 HEALTHY = "web"
 FAILING = "crashing"
+STATS = "stats"
 SNAPSHOT_ATTEMPTS = 40
 
 
@@ -45,7 +48,7 @@ SNAPSHOT_ATTEMPTS = 40
 def services_removed_at_the_end(engine: Engine):
     """The engine outlives this module (other Docker tests share it): leave no service behind."""
     yield
-    for service in (HEALTHY, FAILING):
+    for service in (HEALTHY, FAILING, STATS):
         engine.docker("service", "rm", service, check=False)
 
 
@@ -218,6 +221,11 @@ def prometheus(swarm_exporter: str, tmp_path_factory):
     """A real Prometheus scraping the exporter every second, with the catalogue's rules (fast timing)."""
     directory = tmp_path_factory.mktemp("prometheus")
     (directory / "rules").mkdir()
+    node_exporter_port = free_tcp_port()
+    node_exporter = subprocess.Popen(
+        [shutil.which("prometheus-node-exporter") or "node_exporter", f"--web.listen-address=127.0.0.1:{node_exporter_port}", "--no-collector.systemd"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
     for name, content in prometheus_rules.rule_files("production", "https://example.invalid/runbooks.md", FAST).items():
         (directory / "rules" / name).write_text(yaml.safe_dump(content))
     config = {
@@ -228,7 +236,8 @@ def prometheus(swarm_exporter: str, tmp_path_factory):
                 "job_name": "pharos-exporter",
                 "static_configs": [{"targets": [swarm_exporter]}],
                 "relabel_configs": [{"target_label": L.ENVIRONMENT, "replacement": "production"}],
-            }
+            },
+            node_scrape.scrape_job("production", (f"127.0.0.1:{node_exporter_port}",), None),
         ],
     }
     (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -252,11 +261,12 @@ def prometheus(swarm_exporter: str, tmp_path_factory):
             time.sleep(0.3)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        for child in (process, node_exporter):
+            child.terminate()
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
         log.close()
 
 
@@ -317,3 +327,38 @@ def test_every_query_of_the_swarm_dashboard_returns_data(engine: Engine, prometh
         time.sleep(2)
     assert not empty, "panels without data:\n" + "\n".join(empty)
     assert len(queries.panel_queries(board)) >= 10
+
+
+def test_the_collector_serves_cpu_memory_and_network_of_each_running_task(engine: Engine):
+    """The background reading of container stats: each running task of a service appears with its
+    service, task and node, and the reading's age stays below a few intervals."""
+    engine.docker("service", "create", "--detach", "--no-resolve-image", "--name", STATS, "--replicas", "2", busybox(engine), "sleep", "3600")
+    wait_for_replicas(engine, STATS, 2)
+    node = engine.text("node", "ls", "--format", "{{.Hostname}}")
+    collector = SwarmCollector(engine.host, timeout_seconds=30, container_stats_interval=1.0)
+    try:
+        def read() -> dict:
+            found = samples(collector)
+            by_task = {}
+            for sample in found:
+                if sample.name == c.SWARM_CONTAINER_CPU.name and sample.labels[L.SERVICE] == STATS:
+                    by_task[sample.labels[L.TASK]] = sample
+            return {"tasks": by_task, "samples": found} if len(by_task) == 2 else {}
+
+        reading = engine.wait_until(read, f"stats of both tasks of {STATS}", limit=60, step=1.0)
+        assert set(reading["tasks"]) == {f"{STATS}.1", f"{STATS}.2"}
+        assert {s.labels[L.NODE] for s in reading["tasks"].values()} == {node}
+        assert all(s.value > 0 for s in reading["tasks"].values()), "a running container has used some CPU"
+        found = reading["samples"]
+        memory = [s for s in found if s.name == c.SWARM_CONTAINER_MEMORY.name and s.labels[L.SERVICE] == STATS]
+        assert len(memory) == 2 and all(s.value > 0 for s in memory)
+        limits = [s for s in found if s.name == c.SWARM_CONTAINER_MEMORY_LIMIT.name and s.labels[L.SERVICE] == STATS]
+        assert all(s.value >= m.value for s, m in zip(limits, memory))
+        for name in (c.SWARM_CONTAINER_RECEIVED.name, c.SWARM_CONTAINER_SENT.name):
+            assert len([s for s in found if s.name == name and s.labels[L.SERVICE] == STATS]) == 2
+        age = next(s.value for s in found if s.name == c.CONTAINER_STATS_AGE.name)
+        assert 0 <= age < 30
+        assert set(L_ for s in found if s.name == c.SWARM_CONTAINER_CPU.name for L_ in s.labels) == {L.SERVICE, L.TASK, L.NODE}
+    finally:
+        collector.close()
+        engine.docker("service", "rm", STATS, check=False)

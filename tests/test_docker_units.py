@@ -19,6 +19,7 @@ from pharos_monitoring.exporter.main import add_arguments, build_config, summary
 from pharos_monitoring.exporter.swarm import FailureCounter, SwarmState, families
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
+from pharos_monitoring.alerts.upstream import NODE_JOB
 from pharos_monitoring.config import swarm_discovery
 from pharos_monitoring.config.build import build
 from pharos_monitoring.config.stack_config import StackConfigError, load, parse as parse_stack
@@ -73,6 +74,8 @@ def test_swarm_is_off_unless_asked_for_by_file_or_flag():
     assert flagged.swarm.enabled and flagged.swarm.docker_host == ""
     assert "swarm: nodes, services and tasks from DOCKER_HOST" in summary(flagged)
     assert not build_config(parse_flags([])).swarm.enabled
+    tuned = parse_exporter_config({"swarm": {"enabled": True, "container_stats_interval_seconds": 5, "container_stats_workers": 4}}, "x.yml")
+    assert (tuned.swarm.container_stats_interval_seconds, tuned.swarm.container_stats_workers) == (5.0, 4)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +84,8 @@ def test_swarm_is_off_unless_asked_for_by_file_or_flag():
         ({"enabled": "yes"}, "swarm.enabled: expected bool"),
         ({"docker_host": "/var/run/docker.sock"}, "swarm.docker_host: '/var/run/docker.sock' is not a Docker Engine address"),
         ({"docker": "unix:///x"}, "swarm.docker: unknown key"),
+        ({"container_stats_interval_seconds": 0.1}, "swarm.container_stats_interval_seconds: must be between 1 and 3600 seconds"),
+        ({"container_stats_workers": 0}, "swarm.container_stats_workers: must be between 1 and 64 connections"),
     ],
 )
 def test_a_bad_swarm_section_names_the_key(swarm, problem):
@@ -126,6 +131,17 @@ def test_families_of_a_reading_use_the_catalogue_and_zero_fill_enums():
     assert {name for name, _ in samples} <= catalogue_names
 
 
+def test_each_current_task_is_named_by_its_slot_or_node_and_history_is_left_out():
+    state = _state([("t1", "web", "failed"), ("t2", "web", "starting")])
+    state.tasks[1].update({"DesiredState": "running", "Slot": 2})
+    state.tasks.append({"ID": "t3", "ServiceID": "s-web", "NodeID": "n1", "Status": {"State": "running"}, "DesiredState": "running"})  # global: no slot
+    current = [s.labels for family in families(state, {}) for s in family.samples if s.name == c.SWARM_TASK_CURRENT.name]
+    assert current == [
+        {L.SERVICE: "web", L.TASK: "web.2", L.NODE: "node-1", L.STATE: "starting"},
+        {L.SERVICE: "web", L.TASK: "web.n1", L.NODE: "node-1", L.STATE: "running"},
+    ]
+
+
 # --- swarm discovery in pharos build -------------------------------------------------------------
 def test_the_swarm_example_builds_a_config_promtool_accepts(tmp_path: Path):
     build(load(str(SWARM_STACK)), tmp_path, "production")
@@ -139,7 +155,12 @@ def test_the_swarm_example_builds_a_config_promtool_accepts(tmp_path: Path):
     assert {L.SERVICE, L.NODE, L.SLOT, L.ENVIRONMENT, "__param_target", "__address__"} <= targets
     assert swarm["relabel_configs"][-1] == {"target_label": "__address__", "replacement": "pharos-exporter:9841"}
     # One job for every opted-in service: no job per service.
-    assert [name for name in jobs if name not in ("prometheus", "alertmanager", "pharos-exporter")] == [swarm_discovery.SWARM_JOB]
+    assert [name for name in jobs if name not in ("prometheus", "alertmanager", "pharos-exporter")] == [swarm_discovery.SWARM_JOB, NODE_JOB]
+    # Every node of the swarm, through the same engine, labelled by its hostname as the swarm collector's series.
+    node = jobs[NODE_JOB]
+    assert node["dockerswarm_sd_configs"] == [{"host": "unix:///var/run/docker.sock", "role": "nodes", "port": 9100, "refresh_interval": "30s"}]
+    assert {"source_labels": [swarm_discovery.NODE_HOSTNAME], "regex": "(.+)", "target_label": "node", "replacement": "$1"} in node["relabel_configs"]
+    assert "metrics_path" not in node and "static_configs" not in node
 
 
 def _swarm_stack(**changes) -> dict:
@@ -162,6 +183,8 @@ def _swarm_stack(**changes) -> dict:
         ({"swarm": {"network": "bad name"}}, "environments.production.swarm.network: 'bad name' is not a Docker network name"),
         ({"swarm": {"refresh_interval": "0s"}}, "environments.production.swarm.refresh_interval: must be longer than 0s"),
         ({"swarm": {"host": "unix:///x"}}, "environments.production.swarm.host: unknown key"),
+        ({"swarm": {"node_exporter_port": "9100"}}, "environments.production.swarm.node_exporter_port: expected a port number between 1 and 65535, got '9100'"),
+        ({"node_exporters": ["db-1"]}, r"environments.production.node_exporters\[0\]: 'db-1' is not HOST:PORT"),
         ({"swarm": None, "services": None}, "environments.production.services: missing; .*or discover them with swarm:"),
     ],
 )

@@ -11,6 +11,7 @@ nothing, and rightly. Three checks cover that:
    return that service.
 The swarm alerts need a Docker Swarm's series: tests/test_docker_swarm.py fires their Prometheus
 rules in a real swarm, and test_grafana_alerting.py proves each Grafana query is that rule's text.
+The node alerts need node_exporter's: tests/test_build.py runs their parts against a real one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import requests
 
 from pharos_monitoring.alerts import grafana
 from pharos_monitoring.alerts import recording as r
-from pharos_monitoring.alerts.catalogue import ALERTS, HEALTH_CHECK_FAILING, HIGH_ERROR_RATE, HIGH_LATENCY, SWARM_ALERTS, WATCHDOG
+from pharos_monitoring.alerts.catalogue import ALERTS, HEALTH_CHECK_FAILING, HIGH_ERROR_RATE, HIGH_LATENCY, NODE_ALERTS, SERVICE_TARGETS_MISSING, SWARM_ALERTS, WATCHDOG
 from pharos_monitoring.demo.faults import KNOBS
 from pharos_monitoring.exporter.catalogue import Label as L
 from stack import INSTANCES, RULES_ENVIRONMENT, RUNBOOK_BASE, SCRAPE_INTERVAL, StackError
@@ -31,7 +32,10 @@ from stack import INSTANCES, RULES_ENVIRONMENT, RUNBOOK_BASE, SCRAPE_INTERVAL, S
 pytestmark = pytest.mark.slow
 
 DATASOURCE_UID = "pharos-prometheus"
-NEEDS_A_SWARM = {alert.name for alert in SWARM_ALERTS}
+NEEDS_A_SWARM = {alert.name for alert in SWARM_ALERTS + (SERVICE_TARGETS_MISSING,)}  # the swarm collector's desired tasks
+# node_exporter's series: every part of these expressions runs against a real node_exporter and
+# Prometheus in tests/test_build.py; this stack scrapes no node_exporter.
+NEEDS_A_SWARM |= {alert.name for alert in NODE_ALERTS}
 RETRY_SECONDS = 90
 _COMPARISON = re.compile(r" (==|!=|>=|<=|>|<) (?!bool )")  # alerts/promql.py spaces binary operators, never label matchers
 

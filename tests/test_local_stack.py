@@ -136,6 +136,7 @@ def test_ports_from_a_base_are_distinct_and_documented_offsets():
     assert ports.prometheus == {"production": 19090, "beta": 19091}
     assert (ports.alertmanager, ports.smtp, ports.slack, ports.probe_exporter) == (19093, 19095, 19096, 19097)
     assert ports.apps == {"production/orders": 19098, "beta/orders": 19100} and ports.sidecars == {"production/orders": 19099}
+    assert ports.node_exporter == 19102
     assert len(set(ports.all().values())) == len(ports.all())
     free = Ports.free()
     assert len(set(free.all().values())) == len(free.all())
@@ -146,8 +147,11 @@ def test_missing_prometheus_names_the_install_command(tmp_path: Path, monkeypatc
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert main(["up", "--state-dir", str(tmp_path / "state"), "--port-base", "0"]) == 1
     error = capsys.readouterr().err
-    assert "Prometheus (none of prometheus on PATH) and Alertmanager (none of prometheus-alertmanager, alertmanager on PATH) not installed" in error
-    assert "sudo apt-get install prometheus prometheus-alertmanager" in error
+    assert (
+        "Prometheus (none of prometheus on PATH), Alertmanager (none of prometheus-alertmanager, alertmanager on PATH) "
+        "and node_exporter (none of prometheus-node-exporter, node_exporter on PATH) not installed"
+    ) in error
+    assert "sudo apt-get install prometheus prometheus-alertmanager prometheus-node-exporter" in error
     assert not (tmp_path / "state").exists()
 
 
@@ -282,7 +286,7 @@ def test_a_child_that_dies_takes_the_stack_down_cleanly(tmp_path: Path):
     output = (tmp_path / "up.out").read_text()
     assert code == 1, output
     assert "pharos up: demo-app beta/orders exited with code -9; see " in output
-    assert "stopping everything" in output and "pharos up: stopped 8 processes" in output
+    assert "stopping everything" in output and "pharos up: stopped 9 processes" in output
     assert gone(list(children.values()), 5)
     assert not (tmp_path / "state" / "up.json").exists()
 

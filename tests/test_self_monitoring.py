@@ -1,10 +1,13 @@
 """The self-monitoring alerts read metrics that Prometheus 2.42 and Alertmanager 0.25 really expose:
 each name of alerts/upstream.py is looked up in the /metrics of a real Prometheus (loading the
-catalogue's rules, so that its rule-group metrics exist) and a real Alertmanager, on loopback."""
+catalogue's rules, so that its rule-group metrics exist), a real Alertmanager and a real
+node_exporter (1.5.0, for the node alerts), on loopback."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -55,6 +58,28 @@ def _running_prometheus(directory: Path, alertmanager: str):
     return process, log
 
 
+def _node_exporter_families() -> set[str]:
+    """The families Debian's node_exporter exposes on this machine (the `node` job's alerts read them)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    assert binary, "node_exporter is not installed: apt-get install prometheus-node-exporter (scripts/setup.sh does)"
+    process = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--no-collector.systemd"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return _families(_metrics(f"http://127.0.0.1:{port}"))
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.mark.slow
 def test_every_upstream_metric_exists_in_the_real_binaries(tmp_path: Path):
     am_config = tmp_path / "alertmanager.yml"
@@ -77,6 +102,7 @@ def test_every_upstream_metric_exists_in_the_real_binaries(tmp_path: Path):
             process.wait(timeout=10)
             log.close()
     exposed = {"Prometheus": families | {upstream.UP.name}, "Alertmanager": alertmanager_families}  # `up` is synthetic
+    exposed["node_exporter"] = _node_exporter_families()
     # The Go client writes a counter's TYPE line with its full name, `_total` included.
     missing = [metric.name for metric in UPSTREAM if metric.name not in exposed[metric.group]]
     assert not missing, f"not exposed by the real binaries: {missing}"

@@ -7,8 +7,11 @@ thresholds):
 
     DIR/prometheus/prometheus.yml
     DIR/prometheus/rules/pharos-alerts.yml, pharos-recording.yml
+    DIR/prometheus/rules/pharos-slo.yml  when services of the environment have objectives
     DIR/prometheus/pharos-tests.yml      `promtool test rules` cases for those rules
+    DIR/prometheus/pharos-slo-tests.yml  and for the objectives' burn rates (alerts/slo_tests.py)
     DIR/alertmanager/alertmanager.yml
+    DIR/ha.yml                           with an `ha:` section: the replicas' and cluster's flags (pharos/config/ha.py)
 
 `promtool test rules DIR/prometheus/pharos-tests.yml` proves that every alert of the build fires
 where it must and keeps quiet where it must not, with this environment's thresholds. A stack with
@@ -26,14 +29,15 @@ import os
 import sys
 from pathlib import Path
 
-from pharos_monitoring.alerts import alertmanager, prometheus_rules, rule_tests
+from pharos_monitoring.alerts import alertmanager, prometheus_rules, rule_tests, slo_tests
 
-from . import grafana_provisioning, prometheus_config
+from . import grafana_provisioning, ha, prometheus_config
 from .stack_config import StackConfig, StackConfigError, load
 from .yaml_out import dump
 
 
 RULE_TESTS_FILE = "pharos-tests.yml"  # in prometheus/, beside rules/ (not in it: rules/*.yml are loaded)
+SLO_TESTS_FILE = "pharos-slo-tests.yml"
 
 
 def _header(stack: StackConfig, what: str) -> str:
@@ -63,7 +67,8 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
         written,
     )
     rules_dir = prometheus_dir / prometheus_config.RULES_DIR
-    rule_files = prometheus_rules.rule_files(environment, stack.runbook_url, stack.tuning)
+    objectives = stack.environment(environment).objectives
+    rule_files = prometheus_rules.rule_files(environment, stack.runbook_url, stack.tuning, objectives)
     for name, content in rule_files.items():
         _write(rules_dir / name, dump(content, _header(stack, f"Rules of {environment}")), written)
     # prometheus.yml loads rules/*.yml: a rule file left over from an earlier build would load too.
@@ -72,17 +77,31 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
             stale.unlink()
     tests_path = prometheus_dir / RULE_TESTS_FILE
     try:
-        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in rule_files]
+        # The catalogue's cases feed recorded objectives of their own: without the stack's.
+        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in rule_files if name != prometheus_rules.SLO_FILE]
         tests = rule_tests.unit_tests(environment, stack.runbook_url, relative, stack.tuning)
     except ValueError:
         tests_path.unlink(missing_ok=True)  # tests of an earlier build would test other rules
     else:
         _write(tests_path, dump(tests, _header(stack, f"promtool test rules {RULE_TESTS_FILE}, for the rules of {environment}")), written)
+    slo_tests_path = prometheus_dir / SLO_TESTS_FILE
+    if objectives:
+        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in (prometheus_rules.SLO_FILE, prometheus_rules.ALERTS_FILE)]
+        tests = slo_tests.unit_tests(objectives, stack.runbook_url, relative, stack.tuning)
+        _write(slo_tests_path, dump(tests, _header(stack, f"promtool test rules {SLO_TESTS_FILE}, for the objectives of {environment}")), written)
+    else:
+        slo_tests_path.unlink(missing_ok=True)
     _write(
         out / "alertmanager" / "alertmanager.yml",
         dump(alertmanager_config(stack), _header(stack, "Alertmanager (routes for every environment)")),
         written,
     )
+    high_availability = stack.environment(environment).ha
+    if high_availability is not None:
+        flags = ha.flags(high_availability, stack.environment(environment).alertmanagers)
+        _write(out / ha.FLAGS_FILE, dump(flags, _header(stack, f"Flags of {environment}'s Prometheus replicas and Alertmanager cluster (docs/fleet.md)")), written)
+    else:
+        (out / ha.FLAGS_FILE).unlink(missing_ok=True)  # flags of an earlier HA build would start the wrong shape
     if stack.grafana is not None:
         _write_grafana(stack, stack.environment(environment), out, written)
     return written

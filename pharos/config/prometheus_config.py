@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pharos_monitoring.exporter.catalogue import Label as L
 
-from . import swarm_discovery
+from . import ha as high_availability, node_scrape, swarm_discovery
 from .stack_config import ALERTMANAGER_JOB, EXPORTER_JOB, PROBE, PROMETHEUS_JOB, Environment, Service, StackConfig
 
 RULES_DIR = "rules"
@@ -62,11 +62,22 @@ def _service_job(service: Service, environment: Environment, refresh_interval: s
     return _exporter_job(job, environment)
 
 
+def _alerting(environment: Environment) -> dict:
+    """Every Alertmanager gets every alert: a cluster deduplicates them, and any one member suffices."""
+    alerting: dict = {}
+    relabel = high_availability.alert_relabel_configs(environment.ha)
+    if relabel:
+        alerting["alert_relabel_configs"] = relabel
+    alerting["alertmanagers"] = [{"static_configs": [{"targets": list(environment.alertmanagers)}]}]
+    return alerting
+
+
 def render(stack: StackConfig, environment_name: str) -> dict:
     environment = stack.environment(environment_name)
     intervals = stack.intervals
     jobs = [
-        _own_job(PROMETHEUS_JOB, (environment.prometheus,), environment.name),
+        # A pair scrapes both replicas: each one reports the other's death (PharosMonitoringComponentDown).
+        _own_job(PROMETHEUS_JOB, environment.ha.prometheus if environment.ha else (environment.prometheus,), environment.name),
         _own_job(ALERTMANAGER_JOB, environment.alertmanagers, environment.name),
     ]
     if environment.exporter:
@@ -74,6 +85,9 @@ def render(stack: StackConfig, environment_name: str) -> dict:
     jobs += [_service_job(service, environment, intervals.file_sd_refresh_interval) for service in environment.services]
     if environment.swarm is not None:
         jobs.append(_exporter_job(swarm_discovery.scrape_job(environment.name, environment.exporter, environment.swarm), environment))
+    node_job = node_scrape.scrape_job(environment.name, environment.node_exporters, environment.swarm)
+    if node_job is not None:
+        jobs.append(node_job)
     # Limits come right after the name, so that a reader sees them before the job's long relabelling.
     limits = stack.scrape_limits.settings()
     jobs = [{"job_name": job["job_name"], **limits, **{key: value for key, value in job.items() if key != "job_name"}} for job in jobs]
@@ -82,9 +96,9 @@ def render(stack: StackConfig, environment_name: str) -> dict:
             "scrape_interval": intervals.scrape_interval,
             "scrape_timeout": intervals.scrape_timeout,
             "evaluation_interval": intervals.evaluation_interval,
-            "external_labels": {L.ENVIRONMENT: environment.name},
+            "external_labels": {L.ENVIRONMENT: environment.name, **high_availability.external_labels(environment.ha)},
         },
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": list(environment.alertmanagers)}]}]},
+        "alerting": _alerting(environment),
         "rule_files": [f"{RULES_DIR}/*.yml"],
         "scrape_configs": jobs,
     }

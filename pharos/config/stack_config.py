@@ -24,7 +24,11 @@ from pharos_monitoring.exporter.yaml_file import load_yaml_file
 
 from .exporter_access import AUTH_KEY, TLS_KEY, ExporterAccess, read as read_exporter_access
 from .grafana_provisioning import GRAFANA_KEY, GrafanaSettings, read as read_grafana
+from .objectives import OBJECTIVES_KEY, Objective, read as read_objectives
 from .swarm_discovery import SWARM_JOB, SWARM_KEY, SwarmDiscovery, read as read_swarm
+from .ha import HA_KEY, HighAvailability, read as read_ha
+from .node_scrape import NODE_EXPORTERS_KEY
+from pharos_monitoring.alerts.upstream import NODE_JOB
 
 SIDECAR = "sidecar"  # an exporter beside each instance; Prometheus scrapes its /metrics
 PROBE = "probe"  # one exporter per environment; Prometheus scrapes /probe?target=INSTANCE
@@ -34,7 +38,7 @@ MODES = (SIDECAR, PROBE)
 PROMETHEUS_JOB = "prometheus"
 ALERTMANAGER_JOB = "alertmanager"
 EXPORTER_JOB = "pharos-exporter"
-RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB, SWARM_JOB)
+RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB, SWARM_JOB, NODE_JOB)
 
 
 class StackConfigError(ValueError):
@@ -49,6 +53,7 @@ class Service:
     targets: tuple[str, ...] = ()  # sidecar: exporter addresses; probe: application addresses
     files: tuple[str, ...] = ()  # file-based discovery: target lists that other tools keep up to date
     team: str = ""  # becomes the `team` label; routes.teams names the team's receiver
+    objectives: tuple[Objective, ...] = ()  # availability and latency SLOs (pharos/config/objectives.py)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class Environment:
     services: tuple[Service, ...]
     exporter_access: ExporterAccess = ExporterAccess()  # TLS and basic auth towards Pharos exporters
     swarm: SwarmDiscovery | None = None  # Docker Swarm discovery of opted-in services (pharos/config/swarm_discovery.py)
+    ha: HighAvailability | None = None  # a Prometheus pair and an Alertmanager cluster (pharos/config/ha.py)
+    node_exporters: tuple[str, ...] = ()  # machines with node_exporter, for the `node` job (pharos/config/node_scrape.py)
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        return tuple(objective for service in self.services for objective in service.objectives)
 
 
 @dataclass(frozen=True)
@@ -363,12 +374,12 @@ def _alert_settings(reader: _Reader, value: Any) -> dict[str, str]:
     return alert_for
 
 
-def _service(reader: _Reader, name: str, value: Any, path: str, teams: Mapping[str, str]) -> Service:
+def _service(reader: _Reader, name: str, value: Any, path: str, teams: Mapping[str, str], environment: str) -> Service:
     if not _SERVICE_NAME.match(name):
         raise reader.fail(path, "service names start with a lowercase letter and hold only a-z, 0-9, _ and -")
     if name in RESERVED_JOBS:
         raise reader.fail(path, f"{name!r} is the name of a job Pharos generates; choose another service name")
-    data = reader.mapping(value, path, {"mode", "profile", "targets", "files", "team"})
+    data = reader.mapping(value, path, {"mode", "profile", "targets", "files", "team", OBJECTIVES_KEY})
     mode = reader.string(data, "mode", path, check=lambda m: "" if m in MODES else f"expected {' or '.join(MODES)}, got {m!r}")
     if mode == SIDECAR and "profile" in data:
         raise reader.fail(_join(path, "profile"), "a sidecar's profile is set in its own exporter configuration; remove it here")
@@ -380,23 +391,25 @@ def _service(reader: _Reader, name: str, value: Any, path: str, teams: Mapping[s
         data, "team", path, "",
         lambda t: "" if t in teams else f"no team {t!r} in routes.teams (team: receiver); teams: {', '.join(sorted(teams)) or 'none'}",
     )
-    service = Service(name, mode, profile, reader.strings(data, "targets", path, _address), reader.strings(data, "files", path, _sd_file), team)
+    objectives = read_objectives(reader, data.get(OBJECTIVES_KEY), _join(path, OBJECTIVES_KEY), environment, name, team)
+    service = Service(name, mode, profile, reader.strings(data, "targets", path, _address), reader.strings(data, "files", path, _sd_file), team, objectives)
     if not service.targets and not service.files:
         raise reader.fail(path, "a service needs targets (HOST:PORT) or files (file-based discovery), or both")
     return service
 
 
-def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess, teams: Mapping[str, str]) -> Environment:
+def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess, teams: Mapping[str, str], timing: Timing) -> Environment:
     path = _join("environments", name)
-    data = reader.mapping(value, path, {"prometheus", "alertmanagers", "exporter", "services", TLS_KEY, AUTH_KEY, SWARM_KEY})
+    data = reader.mapping(value, path, {"prometheus", "alertmanagers", "exporter", "services", TLS_KEY, AUTH_KEY, SWARM_KEY, NODE_EXPORTERS_KEY, HA_KEY})
     services_data = reader.mapping(data.get("services"), _join(path, "services"))
     swarm = read_swarm(reader, data[SWARM_KEY], _join(path, SWARM_KEY)) if SWARM_KEY in data else None
     if not services_data and swarm is None:
         raise reader.fail(_join(path, "services"), "missing; list the services Prometheus scrapes in this environment (or discover them with swarm:)")
-    services = tuple(_service(reader, key, services_data[key], _join(_join(path, "services"), key), teams) for key in sorted(services_data))
+    services = tuple(_service(reader, key, services_data[key], _join(_join(path, "services"), key), teams, name) for key in sorted(services_data))
     alertmanagers = reader.strings(data, "alertmanagers", path, _address)
     if not alertmanagers:
         raise reader.fail(_join(path, "alertmanagers"), "missing; list the Alertmanager addresses (HOST:PORT) this Prometheus sends to")
+    ha = read_ha(reader, data[HA_KEY], _join(path, HA_KEY), alertmanagers, timing, _address) if HA_KEY in data else None
     exporter = reader.string(data, "exporter", path, "", _address)
     probing = [service.name for service in services if service.mode == PROBE]
     if probing and not exporter:
@@ -405,12 +418,15 @@ def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess,
         raise reader.fail(_join(path, "exporter"), "missing; swarm discovery scrapes every task through the multi-target exporter, give its address")
     return Environment(
         name=name,
-        prometheus=reader.string(data, "prometheus", path, "localhost:9090", _address),
+        # With a pair, `prometheus` is where others (Grafana) reach it: a balancer, or the first replica.
+        prometheus=reader.string(data, "prometheus", path, ha.prometheus[0] if ha else "localhost:9090", _address),
         alertmanagers=alertmanagers,
         exporter=exporter,
         services=services,
         exporter_access=read_exporter_access(reader, data, path, access),
         swarm=swarm,
+        ha=ha,
+        node_exporters=reader.strings(data, NODE_EXPORTERS_KEY, path, _address),
     )
 
 
@@ -440,7 +456,7 @@ def parse(data: Any, source: str) -> StackConfig:
         receivers=receivers,
         routing=routing,
         environments=tuple(
-            _environment(reader, name, environments_data[name], read_exporter_access(reader, data, ""), routing.by_team)
+            _environment(reader, name, environments_data[name], read_exporter_access(reader, data, ""), routing.by_team, timing)
             for name in ENVIRONMENTS
             if name in environments_data
         ),

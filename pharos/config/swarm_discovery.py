@@ -8,6 +8,7 @@ In the stack file, inside one environment:
       profile: pharo                      # for services without a pharos.profile label
       port: 8080                          # for services without a pharos.port label
       refresh_interval: 30s
+      node_exporter_port: 9100            # every node runs node_exporter there: the `node` job (node_scrape.py)
 
 A service opts in with deploy labels (`deploy.labels` in a compose file, `--label` of
 `docker service create`):
@@ -73,6 +74,7 @@ class SwarmDiscovery:
     profile: str = DEFAULT_PROFILE
     port: int = DEFAULT_PORT
     refresh_interval: str = DEFAULT_REFRESH_INTERVAL
+    node_exporter_port: int = 0  # 0: the nodes run no node_exporter to discover
 
 
 _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -80,10 +82,8 @@ _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def read(reader, value: Any, path: str) -> SwarmDiscovery:
     """The `swarm:` section at `path`; `reader` is the stack file's reader (fail, mapping, string)."""
-    data = reader.mapping(value, path, {"network", "docker_host", "profile", "port", "refresh_interval"})
-    port = data.get("port", DEFAULT_PORT)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise reader.fail(f"{path}.port", f"expected a port number between 1 and 65535, got {port!r}")
+    data = reader.mapping(value, path, {"network", "docker_host", "profile", "port", "refresh_interval", "node_exporter_port"})
+    port = _port(reader, data, "port", path, DEFAULT_PORT)
     return SwarmDiscovery(
         network=reader.string(
             data, "network", path, DEFAULT_NETWORK,
@@ -96,7 +96,17 @@ def read(reader, value: Any, path: str) -> SwarmDiscovery:
         ),
         port=port,
         refresh_interval=reader.string(data, "refresh_interval", path, DEFAULT_REFRESH_INTERVAL, _positive_duration),
+        node_exporter_port=_port(reader, data, "node_exporter_port", path, 0),
     )
+
+
+def _port(reader, data: dict, key: str, path: str, default: int) -> int:
+    if key not in data:
+        return default
+    number = data[key]
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
+        raise reader.fail(f"{path}.{key}", f"expected a port number between 1 and 65535, got {number!r}")
+    return number
 
 
 def _positive_duration(text: str) -> str:

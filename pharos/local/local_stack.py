@@ -4,7 +4,8 @@
 Two environments, each with its own Prometheus (its thresholds, its `environment` external
 label), one Alertmanager shared by both (the build writes the same alertmanager.yml for every
 environment), and the demo service `orders` in each: in production beside a sidecar exporter, in
-beta read through the multi-target exporter's /probe. Mail goes to the local SMTP sink without TLS
+beta read through the multi-target exporter's /probe; this machine's node_exporter is scraped by
+both (job `node`). Mail goes to the local SMTP sink without TLS
 but with AUTH, as user `alertmanager` with a fresh random password; every Slack channel gets its
 own webhook URL on the local Slack sink. Each secret is written to a file only its owner reads
 (a secret even here: never on a command line, in the stack file or in the generated configuration).
@@ -84,6 +85,7 @@ class Ports:
     probe_exporter: int
     apps: dict[str, int]  # service key -> port
     sidecars: dict[str, int]
+    node_exporter: int = 0  # this machine's node_exporter, scraped by every environment's `node` job
 
     @classmethod
     def from_base(cls, base: int) -> "Ports":
@@ -96,6 +98,7 @@ class Ports:
             probe_exporter=base + 7,
             apps={service.key: base + 8 + 2 * index for index, service in enumerate(SERVICES)},
             sidecars={service.key: base + 9 + 2 * index for index, service in enumerate(SERVICES) if service.mode == SIDECAR},
+            node_exporter=base + 12,
         )
 
     @classmethod
@@ -111,6 +114,7 @@ class Ports:
             probe_exporter=next(ports),
             apps={key: next(ports) for key in layout.apps},
             sidecars={key: next(ports) for key in layout.sidecars},
+            node_exporter=next(ports),
         )
 
     def all(self) -> dict[str, int]:
@@ -119,6 +123,7 @@ class Ports:
         named |= {"Alertmanager": self.alertmanager, "SMTP sink": self.smtp, "Slack sink": self.slack, "multi-target exporter": self.probe_exporter}
         named |= {f"demo-app {key}": port for key, port in self.apps.items()}
         named |= {f"sidecar exporter of {key}": port for key, port in self.sidecars.items()}
+        named["node_exporter"] = self.node_exporter
         return named
 
     def busy(self) -> list[str]:
@@ -216,6 +221,7 @@ def stack_data(ports: Ports, webhook_files: dict[str, Path], fast: bool, smtp_pa
         if probed:
             described["exporter"] = f"{HOST}:{ports.probe_exporter}"
         described["services"] = services
+        described["node_exporters"] = [f"{HOST}:{ports.node_exporter}"]  # this machine, seen by both environments
         environments[environment] = described
     data: dict = {"runbook_url": RUNBOOK_URL}
     if fast:

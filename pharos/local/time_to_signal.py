@@ -24,7 +24,8 @@ import math
 from dataclasses import dataclass
 
 from pharos_monitoring.alerts.catalogue import HIGH_ERROR_RATE
-from pharos_monitoring.alerts.model import duration_seconds
+from pharos_monitoring.alerts.model import CRITICAL, duration_seconds
+from pharos_monitoring.alerts.slo import BURN_RATES, SLO_BURN_PAGE
 
 from ..config.stack_config import StackConfig
 
@@ -99,3 +100,36 @@ def describe(estimate: Estimate) -> str:
         f"about {estimate.typical:.0f} s (at most {estimate.worst:.0f} s); "
         f"resolved about {estimate.resolved_typical:.0f} s after the fault ends"
     )
+
+
+def burn_rate_signal(stack: StackConfig, objective: float) -> Estimate:
+    """Seconds from a total outage of a service with an availability `objective` (e.g. 0.999) to
+    the PharosErrorBudgetBurn page, the service having had steady traffic before. Of the page's
+    burn rates the one whose long window fills with errors first decides: factor x budget x
+    window seconds of errors (52 s for 14.4 x 0.1 % x 1 h); its short window fills sooner."""
+    budget = 1 - objective
+    fastest = min(BURN_RATES[CRITICAL], key=lambda rate: rate.factor * duration_seconds(rate.long))
+    intervals, timing = stack.intervals, stack.timing
+    scrape = duration_seconds(intervals.scrape_interval)
+    evaluation = duration_seconds(intervals.evaluation_interval)
+    hold = duration_seconds(stack.tuning.for_of(SLO_BURN_PAGE))
+    group_wait = duration_seconds(timing.group_wait)
+    group_interval = duration_seconds(timing.group_interval)
+    crossing = max(scrape, _whole(fastest.factor * budget * duration_seconds(fastest.long), scrape))
+    firing = (
+        Stage("first errors scraped", scrape / 2, scrape),
+        Stage(f"errors above {fastest.factor:g} x {budget:.4g} of the {fastest.long} window", crossing, crossing),
+        Stage("recording rules evaluated", evaluation / 2, evaluation),
+        Stage("alerting rule evaluated: pending", evaluation / 2, evaluation),
+        Stage(f"for {stack.tuning.for_of(SLO_BURN_PAGE)}", _whole(hold, evaluation), _whole(hold, evaluation)),
+        Stage(f"Alertmanager group_wait {timing.group_wait}", group_wait, group_wait),
+    )
+    # Resolved once the short window holds fewer errors than the burn rate allows.
+    draining = duration_seconds(fastest.short) * (1 - fastest.factor * budget)
+    resolved = (
+        Stage(f"errors leave the {fastest.short} window", draining, draining),
+        Stage("last clean sample scraped", scrape / 2, scrape),
+        Stage("rules evaluated: inactive", evaluation, 2 * evaluation),
+        Stage(f"Alertmanager group_interval {timing.group_interval}", group_interval / 2, group_interval),
+    )
+    return Estimate(firing, resolved)

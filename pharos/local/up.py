@@ -7,8 +7,9 @@
    `pharos build` would give them;
 2. starts, each as a child in its own session with its log in STATE/logs: the mail and Slack
    sinks (`pharos sinks`, printing here), a demo service per environment, the sidecar and
-   multi-target exporters, Alertmanager, and one Prometheus per environment, waiting for each
-   to answer;
+   multi-target exporters, this machine's node_exporter (Debian's prometheus-node-exporter; the
+   `node` job of every environment), Alertmanager, and one Prometheus per environment, waiting
+   for each to answer;
 3. writes STATE/up.json, prints where everything is, and waits;
 4. on Ctrl-C, SIGTERM or SIGHUP, or when a child dies, stops every child (SIGTERM, then SIGKILL
    after a grace period) and removes up.json.
@@ -38,12 +39,15 @@ DEFAULT_STATE_DIR = ".pharos"
 START_TIMEOUT_SECONDS = 60
 POLL_SECONDS = 0.25
 DEMO_MEMORY_LIMIT_MB = 1024  # gives the memory panels and alerts a limit to compare with
-INSTALL_HINT = "sudo apt-get install prometheus prometheus-alertmanager"
+INSTALL_HINT = "sudo apt-get install prometheus prometheus-alertmanager prometheus-node-exporter"
 BINARIES = {
     # what -> names it has on Debian, then upstream
     "Prometheus": ("prometheus",),
     "Alertmanager": ("prometheus-alertmanager", "alertmanager"),
+    "node_exporter": ("prometheus-node-exporter", "node_exporter"),
 }
+# There is no systemd here to ask: that collector would log an error on every scrape.
+NODE_EXPORTER_FLAGS = ("--no-collector.systemd",)
 
 
 def find_binaries() -> dict[str, str]:
@@ -56,7 +60,8 @@ def find_binaries() -> dict[str, str]:
         else:
             missing.append(f"{what} (none of {', '.join(names)} on PATH)")
     if missing:
-        raise StartError(f"{' and '.join(missing)} not installed; on Debian or Ubuntu install them with: {INSTALL_HINT}")
+        listed = " and ".join(missing) if len(missing) < 3 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        raise StartError(f"{listed} not installed; on Debian or Ubuntu install them with: {INSTALL_HINT}")
     return found
 
 
@@ -108,6 +113,7 @@ class Stack:
                 sidecar.write_text(dump({"listen": f"{HOST}:{ports.sidecars[service.key]}", "targets": [target]}))
                 self._start(f"exporter {service.key}", pharos_command("exporter", "--config", str(sidecar)))
         self._start("exporter multi-target", pharos_command("exporter", "--listen", f"{HOST}:{ports.probe_exporter}", "--allow", f"{HOST}/32"))
+        self._start("node_exporter", [self.binaries["node_exporter"], f"--web.listen-address={HOST}:{ports.node_exporter}", *NODE_EXPORTER_FLAGS])
         config = self.state_dir / "config"
         first = self.stack.environments[0].name  # every environment's set holds the same alertmanager.yml
         self._start(
@@ -146,6 +152,7 @@ class Stack:
             if service.mode == SIDECAR:
                 yield by_name[f"exporter {service.key}"], self._url(self.ports.sidecars[service.key]) + "/"
         yield by_name["exporter multi-target"], self._url(self.ports.probe_exporter) + "/"
+        yield by_name["node_exporter"], self._url(self.ports.node_exporter) + "/"
         yield by_name["alertmanager"], self._url(self.ports.alertmanager) + "/-/ready"
         for environment in self.stack.environments:
             yield by_name[f"prometheus {environment.name}"], self._url(self.ports.prometheus[environment.name]) + "/-/ready"
@@ -168,6 +175,7 @@ class Stack:
             "prometheus": {environment: self._url(port) for environment, port in ports.prometheus.items()},
             "alertmanager": self._url(ports.alertmanager),
             "exporter": self._url(ports.probe_exporter),
+            "node_exporter": self._url(ports.node_exporter) + "/metrics",
             "smtp": f"{HOST}:{ports.smtp}",
             "slack": self._url(ports.slack),
             "services": services,
@@ -269,6 +277,7 @@ def _introduce(running: Stack, fast: bool) -> None:
     for service in state["services"]:
         lines.append(f"    {service['name']:<18} {service['url']}  ({service['mode']}: {service['metrics']})")
     lines.append(f"  multi-target exporter {state['exporter']}")
+    lines.append(f"  node_exporter   {state['node_exporter']} (this machine: CPU, memory, disks; job node)")
     lines.append(f"  mail sink       smtp://{state['smtp']} (AUTH as {local_stack.SMTP_USERNAME}), kept in {state_dir / 'mail'}")
     lines.append(f"  Slack sink      {state['slack']}, kept in {state_dir / 'slack'}")
     lines.append("  sink faults     pharos fault --sink smtp --down | --sink slack --status 500 [--for SECONDS]; --clear ends them")
