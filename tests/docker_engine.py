@@ -98,6 +98,16 @@ def _host_routes() -> list[ipaddress.IPv4Network]:
     return routes
 
 
+def secrets_dir(tmp_path: Path) -> Path:
+    """Stand-in secret files for the monitoring stack's compose file (no real Slack or SMTP)."""
+    directory = tmp_path / "secrets"
+    directory.mkdir()
+    (directory / "slack_webhook_url").write_text("http://127.0.0.1:9/slack-webhook-stand-in\n")
+    (directory / "smtp_password").write_text("not-a-real-password\n")
+    (directory / "grafana_admin_password").write_text("not-a-real-password\n")
+    return directory
+
+
 def free_subnet() -> str:
     """A /16 for a user-defined bridge network that no route of the host overlaps (a bridge adds a
     host route, and dockerd refuses a subnet that overlaps one: other engines may run beside ours)."""

@@ -150,3 +150,14 @@ def wait_until(condition, limit: float = 10.0, step: float = 0.05) -> bool:
         if time.monotonic() >= ends:
             return False
         time.sleep(step)
+
+
+def wait_for(condition, seconds: float, interval: float = 0.25):
+    """Poll `condition()` until it returns something truthy, at most `seconds`; return the last value
+    (where `wait_until` returns only whether it held)."""
+    deadline = time.monotonic() + seconds
+    value = condition()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = condition()
+    return value

@@ -33,6 +33,8 @@ from pharos_monitoring.exporter.routes import RouteTable
 from pharos_monitoring.exporter.collect import Exporter
 from pharos_monitoring.exporter.serving.server import make_server
 
+from helpers import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "exporter/profiles/schemas/pharo-stats.schema.json").read_text())
 TIMEOUT = 30  # for any one HTTP call; generous, the machine is shared
@@ -101,15 +103,6 @@ def demo_app_process(*arguments: str):
         process.stdout.close()
         process.stderr.close()
 
-
-def wait_for(condition, seconds: float, interval: float = 0.25):
-    """Poll `condition()` until it returns something truthy, at most `seconds`; return the last value."""
-    deadline = time.monotonic() + seconds
-    value = condition()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = condition()
-    return value
 
 
 # --- the stats document ----------------------------------------------------------------------

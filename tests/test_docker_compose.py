@@ -30,6 +30,7 @@ from pharos_monitoring.exporter.catalogue import Label as L
 
 from docker_engine import (  # noqa: F401 - engine: the session's fixture
     ROOT, Engine, EngineError, alertmanager_image, busybox_image, engine, free_subnet, free_tcp_port, pharos_image, prometheus_image,
+    secrets_dir,
 )
 
 pytestmark = pytest.mark.slow
@@ -55,15 +56,6 @@ def single_host_stack(tmp_path: Path) -> Path:
     path = tmp_path / "single-host-stack.yml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def secrets_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "secrets"
-    directory.mkdir()
-    (directory / "slack_webhook_url").write_text("http://127.0.0.1:9/slack-webhook-stand-in\n")
-    (directory / "smtp_password").write_text("not-a-real-password\n")
-    (directory / "grafana_admin_password").write_text("not-a-real-password\n")
-    return directory
 
 
 class Compose:

@@ -31,7 +31,7 @@ from pharos_monitoring.config.stack_config import parse
 from pharos_monitoring.config.swarm_discovery import SWARM_JOB
 from pharos_monitoring.alerts.upstream import NODE_FILESYSTEM_AVAIL, NODE_JOB
 
-from docker_engine import PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, node_exporter_image, pharos_image, prometheus_image  # noqa: F401 - engine: the session's fixture
+from docker_engine import PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, node_exporter_image, pharos_image, prometheus_image, secrets_dir  # noqa: F401 - engine: the session's fixture
 
 pytestmark = pytest.mark.slow
 
@@ -59,15 +59,6 @@ def stack_file(tmp_path: Path) -> Path:
     path = tmp_path / "stack.yml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def secrets_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "secrets"
-    directory.mkdir()
-    (directory / "slack_webhook_url").write_text("http://127.0.0.1:9/slack-webhook-stand-in\n")
-    (directory / "smtp_password").write_text("not-a-real-password\n")
-    (directory / "grafana_admin_password").write_text("not-a-real-password\n")
-    return directory
 
 
 def container_of(engine: Engine, service: str) -> str:

@@ -34,6 +34,8 @@ from pharos_monitoring.local.local_stack import HOST, Ports
 from pharos_monitoring.local.up import find_binaries
 from pharos_monitoring.config.yaml_out import dump
 
+from helpers import wait_for
+
 pytestmark = pytest.mark.slow
 
 ENVIRONMENT = "production"
@@ -46,14 +48,6 @@ SETTLE_SECONDS = 40
 SIGNAL_SECONDS = 60
 RESEND_DELAY = "2s"
 
-
-def wait_for(condition, seconds: float, interval: float = 0.25):
-    deadline = time.monotonic() + seconds
-    value = condition()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = condition()
-    return value
 
 
 def get_json(url: str):

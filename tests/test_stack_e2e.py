@@ -29,6 +29,8 @@ from pharos_monitoring.exporter.catalogue import Label
 from pharos_monitoring.local import local_stack, sinks
 from pharos_monitoring.cli import main
 
+from helpers import wait_for
+
 pytestmark = pytest.mark.slow
 
 START_SECONDS = 90  # the whole stack answering, on a busy 2-core machine
@@ -40,14 +42,6 @@ HEALTHY = "beta/orders"
 PAGER_MAIL = local_stack.ONCALL
 PAGER_CHANNEL = "#production-pages"
 
-
-def wait_for(condition, seconds: float, interval: float = 0.5):
-    deadline = time.monotonic() + seconds
-    value = condition()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = condition()
-    return value
 
 
 def get_json(url: str) -> dict:

@@ -64,33 +64,50 @@ def _whole(seconds: float, step: float) -> float:
     return step * math.ceil(seconds / step - 1e-9) if seconds > 0 else 0.0
 
 
+def _rules_to_notification(stack: StackConfig, alert) -> tuple[Stage, ...]:
+    """From the condition holding in the scraped data to the firing message: the stages every
+    alert of the catalogue goes through (recording rules, pending, `for`, group_wait)."""
+    evaluation = duration_seconds(stack.intervals.evaluation_interval)
+    hold = _whole(duration_seconds(stack.tuning.for_of(alert)), evaluation)
+    group_wait = duration_seconds(stack.timing.group_wait)
+    return (
+        Stage("recording rules evaluated", evaluation / 2, evaluation),
+        Stage("alerting rule evaluated: pending", evaluation / 2, evaluation),
+        Stage(f"for {stack.tuning.for_of(alert)}", hold, hold),
+        Stage(f"Alertmanager group_wait {stack.timing.group_wait}", group_wait, group_wait),
+    )
+
+
+def _clean_to_resolved(stack: StackConfig) -> tuple[Stage, ...]:
+    """From the condition no longer holding to the resolved message."""
+    scrape = duration_seconds(stack.intervals.scrape_interval)
+    evaluation = duration_seconds(stack.intervals.evaluation_interval)
+    group_interval = duration_seconds(stack.timing.group_interval)
+    return (
+        Stage("last clean sample scraped", scrape / 2, scrape),
+        Stage("rules evaluated: inactive", evaluation, 2 * evaluation),
+        Stage(f"Alertmanager group_interval {stack.timing.group_interval}", group_interval / 2, group_interval),
+    )
+
+
 def error_rate_signal(stack: StackConfig, environment: str, fault_ratio: float = 1.0) -> Estimate:
     """Seconds from `fault_ratio` of requests failing to the PharosHighErrorRate notification."""
     threshold = HIGH_ERROR_RATE.thresholds_for(environment)["ratio"]
     if not threshold < fault_ratio <= 1:
         raise ValueError(f"a fault ratio of {fault_ratio:g} never crosses {environment}'s threshold of {threshold:g}")
-    intervals, timing = stack.intervals, stack.timing
+    intervals = stack.intervals
     scrape = duration_seconds(intervals.scrape_interval)
-    evaluation = duration_seconds(intervals.evaluation_interval)
     window = duration_seconds(intervals.rate_window)
-    hold = duration_seconds(stack.tuning.for_of(HIGH_ERROR_RATE))
-    group_wait = duration_seconds(timing.group_wait)
-    group_interval = duration_seconds(timing.group_interval)
     crossing = max(scrape, _whole(threshold * window / fault_ratio, scrape))
     firing = (
         Stage("first 5xx scraped", scrape / 2, scrape),
         Stage(f"error ratio over {intervals.rate_window} above {threshold:g}", crossing, crossing),
-        Stage("recording rules evaluated", evaluation / 2, evaluation),
-        Stage("alerting rule evaluated: pending", evaluation / 2, evaluation),
-        Stage(f"for {stack.tuning.for_of(HIGH_ERROR_RATE)}", _whole(hold, evaluation), _whole(hold, evaluation)),
-        Stage(f"Alertmanager group_wait {timing.group_wait}", group_wait, group_wait),
+        *_rules_to_notification(stack, HIGH_ERROR_RATE),
     )
     draining = window * (1 - threshold / fault_ratio)
     resolved = (
         Stage(f"errors leave the {intervals.rate_window} window", draining, draining),
-        Stage("last clean sample scraped", scrape / 2, scrape),
-        Stage("rules evaluated: inactive", evaluation, 2 * evaluation),
-        Stage(f"Alertmanager group_interval {timing.group_interval}", group_interval / 2, group_interval),
+        *_clean_to_resolved(stack),
     )
     return Estimate(firing, resolved)
 
@@ -109,27 +126,18 @@ def burn_rate_signal(stack: StackConfig, objective: float) -> Estimate:
     window seconds of errors (52 s for 14.4 x 0.1 % x 1 h); its short window fills sooner."""
     budget = 1 - objective
     fastest = min(BURN_RATES[CRITICAL], key=lambda rate: rate.factor * duration_seconds(rate.long))
-    intervals, timing = stack.intervals, stack.timing
+    intervals = stack.intervals
     scrape = duration_seconds(intervals.scrape_interval)
-    evaluation = duration_seconds(intervals.evaluation_interval)
-    hold = duration_seconds(stack.tuning.for_of(SLO_BURN_PAGE))
-    group_wait = duration_seconds(timing.group_wait)
-    group_interval = duration_seconds(timing.group_interval)
     crossing = max(scrape, _whole(fastest.factor * budget * duration_seconds(fastest.long), scrape))
     firing = (
         Stage("first errors scraped", scrape / 2, scrape),
         Stage(f"errors above {fastest.factor:g} x {budget:.4g} of the {fastest.long} window", crossing, crossing),
-        Stage("recording rules evaluated", evaluation / 2, evaluation),
-        Stage("alerting rule evaluated: pending", evaluation / 2, evaluation),
-        Stage(f"for {stack.tuning.for_of(SLO_BURN_PAGE)}", _whole(hold, evaluation), _whole(hold, evaluation)),
-        Stage(f"Alertmanager group_wait {timing.group_wait}", group_wait, group_wait),
+        *_rules_to_notification(stack, SLO_BURN_PAGE),
     )
     # Resolved once the short window holds fewer errors than the burn rate allows.
     draining = duration_seconds(fastest.short) * (1 - fastest.factor * budget)
     resolved = (
         Stage(f"errors leave the {fastest.short} window", draining, draining),
-        Stage("last clean sample scraped", scrape / 2, scrape),
-        Stage("rules evaluated: inactive", evaluation, 2 * evaluation),
-        Stage(f"Alertmanager group_interval {timing.group_interval}", group_interval / 2, group_interval),
+        *_clean_to_resolved(stack),
     )
     return Estimate(firing, resolved)
