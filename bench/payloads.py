@@ -6,7 +6,9 @@ everything the real exporter adds (validation with JSON paths, route templating,
 metrics, HTTP), so the exporter's CPU divided by the floor's says what that machinery costs.
 
 Sizes are counted in exposition samples, the unit Prometheus stores: every histogram bucket,
-`_count` and `_sum` is one series.
+`_count` and `_sum` is one series. Every section of the format is in the document (the optional VM
+parameters, `processes`, `handleTables`, `health.status` too), so that a benchmark measures the
+parsing of each; the request rows make up the rest of the size.
 """
 
 from __future__ import annotations
@@ -26,6 +28,32 @@ ROWS_PER_ROUTE = len(METHODS) * len(STATUSES)
 # The exporter keeps at most 200 route templates per target by default; staying under it keeps
 # every row its own series instead of folding the surplus into `__overflow__`.
 MAX_ROUTES = 150
+# A server image's processes: one row per (state, priority), as docs/pharo-stats.md has them.
+PROCESSES = [
+    {"state": "active", "priority": 40, "count": 1},
+    {"state": "ready", "priority": 10, "count": 1},
+    {"state": "blocked", "priority": 40, "count": 14},
+    {"state": "blocked", "priority": 60, "count": 2},
+    {"state": "blocked", "priority": 80, "count": 1},
+    {"state": "suspended", "priority": 40, "count": 3},
+    {"state": "terminated", "priority": 40, "count": 23},
+]
+HANDLE_TABLES = [{"table": "external_semaphores", "used": 17, "free": 23, "max": 256}]
+# The optional `vm` parameters (docs/pharo-stats.md): (field, value, metric, label values, scale).
+VM_PARAMETERS = (
+    ("totalGCMarkPhaseTime", 1800, c.GC_PHASE_DURATION, (c.GC_KIND_MAJOR, c.GC_PHASE_MARK), MS),
+    ("totalGCSweepPhaseTime", 450, c.GC_PHASE_DURATION, (c.GC_KIND_MAJOR, c.GC_PHASE_SWEEP), MS),
+    ("totalGCCompactionPhaseTime", 1100, c.GC_PHASE_DURATION, (c.GC_KIND_MAJOR, c.GC_PHASE_COMPACT), MS),
+    ("processSwitchCount", 2718281, c.PROCESS_SWITCHES, (), 1.0),
+    ("compiledMethodsCount", 40213, c.JIT_COMPILATIONS, (c.JIT_KIND_METHOD,), 1.0),
+    ("totalJITCompileMethodsTime", 2250, c.JIT_COMPILATION_DURATION, (c.JIT_KIND_METHOD,), MS),
+    ("compiledBlocksCount", 9120, c.JIT_COMPILATIONS, (c.JIT_KIND_BLOCK,), 1.0),
+    ("totalJITCompileBlocksTime", 380, c.JIT_COMPILATION_DURATION, (c.JIT_KIND_BLOCK,), MS),
+    ("codeCompactionCount", 7, c.JIT_CODE_COMPACTIONS, (), 1.0),
+    ("totalCodeCompactionTime", 42, c.JIT_CODE_COMPACTION_DURATION, (), MS),
+    ("machineCodeZoneSize", 2097152, c.JIT_CODE_ZONE_SIZE, (), 1.0),
+    ("jittedMethodsCount", 3104, c.JIT_CODE_ZONE_METHODS, (), 1.0),
+)
 
 
 def document(rows: int, seed: int = 0) -> dict:
@@ -63,9 +91,12 @@ def document(rows: int, seed: int = 0) -> dict:
             "freeOldSpaceSize": 134217728,
             "memorySize": 570425344,
             "maxOldSpaceSize": 1073741824,
+            **{field: value for field, value, _, _, _ in VM_PARAMETERS},
         },
+        "processes": PROCESSES,
+        "handleTables": HANDLE_TABLES,
         "http": {"activeRequests": 3, "durationBucketsMs": DURATION_BUCKETS_MS, "requests": requests},
-        "health": {"healthy": True, "checks": {"database": True, "queue": True}},
+        "health": {"healthy": True, "status": "pass", "checks": {"database": True, "queue": True}},
     }
 
 
@@ -134,6 +165,21 @@ def floor_families(doc: dict, extra: dict[str, str]) -> list:
     limit.add_metric(values + ["old"], float(vm["maxOldSpaceSize"]))
     total = family(GaugeMetricFamily, c.MEMORY_TOTAL)
     total.add_metric(values, float(vm["memorySize"]))
+    optional: dict[c.Metric, object] = {}
+    for field, _, metric, labels, scale in VM_PARAMETERS:
+        if metric not in optional:
+            optional[metric] = family(CounterMetricFamily if metric.type == c.COUNTER else GaugeMetricFamily, metric, metric.labels)
+        optional[metric].add_metric(values + list(labels), vm[field] * scale)
+
+    processes = family(GaugeMetricFamily, c.PROCESSES, c.PROCESSES.labels)
+    for row in doc["processes"]:
+        processes.add_metric(values + [row["state"], str(row["priority"])], float(row["count"]))
+    slots = family(GaugeMetricFamily, c.HANDLE_TABLE_SLOTS, c.HANDLE_TABLE_SLOTS.labels)
+    slots_limit = family(GaugeMetricFamily, c.HANDLE_TABLE_LIMIT, c.HANDLE_TABLE_LIMIT.labels)
+    for table in doc["handleTables"]:
+        slots.add_metric(values + [table["table"], c.HANDLE_SLOT_USED], float(table["used"]))
+        slots.add_metric(values + [table["table"], c.HANDLE_SLOT_FREE], float(table["free"]))
+        slots_limit.add_metric(values + [table["table"]], float(table["max"]))
 
     active = family(GaugeMetricFamily, c.HTTP_ACTIVE_REQUESTS)
     active.add_metric(values, float(http["activeRequests"]))
@@ -153,7 +199,13 @@ def floor_families(doc: dict, extra: dict[str, str]) -> list:
     health = doc["health"]
     healthy = family(GaugeMetricFamily, c.APP_HEALTHY)
     healthy.add_metric(values, 1.0 if health["healthy"] else 0.0)
+    status = family(GaugeMetricFamily, c.APP_HEALTH_STATUS, c.APP_HEALTH_STATUS.labels)
+    for each in c.HEALTH_STATUSES:
+        status.add_metric(values + [each], 1.0 if each == health["status"] else 0.0)
     checks = family(GaugeMetricFamily, c.APP_HEALTH_CHECK, c.APP_HEALTH_CHECK.labels)
     for name, passed in health["checks"].items():
         checks.add_metric(values + [name], 1.0 if passed else 0.0)
-    return [info, uptime, start, collections, gc_seconds, tenured, space, free, limit, total, active, durations, sizes, healthy, checks]
+    return [
+        info, uptime, start, collections, gc_seconds, tenured, space, free, limit, total, *optional.values(),
+        processes, slots, slots_limit, active, durations, sizes, healthy, status, checks,
+    ]

@@ -3,7 +3,8 @@
 Endpoints:
 - application: `GET /api/orders`, `GET /api/orders/{id}` (numeric), `POST /api/orders`,
   `GET /api/customers/{uuid}`; the fault knobs apply to these only;
-- `GET /stats`: the stats document (docs/pharo-stats.md); `GET /health`: 200 or 503;
+- `GET /stats`: the stats document (docs/pharo-stats.md); `GET /health`: 200 (status pass or warn) or
+  503 (fail);
 - `GET|POST|DELETE /faults`: read, change, reset the fault knobs (demo/faults.py); `GET /`: index.
 
 Every request is counted per method, route template and status, except `GET /stats` itself:
@@ -49,6 +50,7 @@ log = logging.getLogger("pharos.demo")
 MAX_BODY_BYTES = 64 * 1024
 MAX_HANGING = 32
 MEMORY_CHECK_THRESHOLD = 0.9  # the "memory" health check fails above this share of the limit
+MEMORY_WARN_THRESHOLD = 0.75  # above this share the health status is "warn": working, but near the check's threshold
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class DemoApp:
 
     # --- what the endpoints answer -----------------------------------------------------------
     def stats_document(self) -> dict:
-        healthy, checks = self.health()
+        healthy, checks, status = self.health()
         started = self.process.create_time()
         return {
             "application": {"name": self.config.service, "version": __version__, "environment": self.config.environment},
@@ -163,21 +165,30 @@ class DemoApp:
             "processes": processes_section(self.process),
             "handleTables": handle_tables_section(self.process),
             "http": self.stats.document(),
-            "health": {"healthy": healthy, "checks": checks},
+            "health": {"healthy": healthy, "status": status, "checks": checks},
         }
 
-    def health(self) -> tuple[bool, dict[str, bool]]:
+    def health(self) -> tuple[bool, dict[str, bool], str]:
+        """Healthy, the named checks, and the status word (pass | warn | fail) kept in step with them."""
         limit = memory_limit()
+        resident = self.process.memory_info().rss
         checks = {
             # The injected fault stands for the order store becoming unavailable.
             "order_store": not self.faults.settings.unhealthy,
-            "memory": limit == 0 or self.process.memory_info().rss < MEMORY_CHECK_THRESHOLD * limit,
+            "memory": limit == 0 or resident < MEMORY_CHECK_THRESHOLD * limit,
         }
-        return all(checks.values()), checks
+        healthy = all(checks.values())
+        if not healthy:
+            status = "fail"
+        elif limit and resident >= MEMORY_WARN_THRESHOLD * limit:
+            status = "warn"
+        else:
+            status = "pass"
+        return healthy, checks, status
 
     def health_response(self) -> tuple[int, dict]:
-        healthy, checks = self.health()
-        return (200 if healthy else 503), {"healthy": healthy, "checks": checks}
+        healthy, checks, status = self.health()
+        return (200 if healthy else 503), {"healthy": healthy, "status": status, "checks": checks}
 
     def faults_document(self) -> dict:
         return {**self.faults.document(), "allocation_churned_mb": round(self._pressure.churned_bytes / 2**20, 1)}

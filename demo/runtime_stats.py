@@ -15,6 +15,10 @@ reports CPython's figures under the Pharo names like this:
 | oldSpace | RSS minus youngSpaceSize: everything resident that is not young |
 | freeOldSpaceSize | bytes the C allocator holds but does not use (glibc `mallinfo2().fordblks`): a lower bound, since pymalloc's free blocks are not included; omitted where glibc is not |
 | maxOldSpaceSize | the memory limit the process really runs under: cgroup `memory.max` (v2) or `memory.limit_in_bytes` (v1), or the soft RLIMIT_DATA/RLIMIT_AS, the smallest that is finite; 0 (no limit) otherwise |
+| processSwitchCount | voluntary plus involuntary context switches of the process, all its threads, ended ones included (`getrusage(RUSAGE_SELF)`): operating-system switches between threads, the nearest CPython has to Pharo's switches between processes |
+
+Left out because CPython has nothing honest to report: the GC phase times (its collector has no
+separate mark, sweep or compaction phases to time) and every JIT field (CPython 3.11 has no JIT).
 
 Only GC-tracked containers (dicts, lists, instances...) count towards the collector's thresholds,
 which is why the allocation-pressure fault churns dicts rather than plain bytes.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import resource
 import sys
 import time
@@ -110,11 +115,23 @@ def vm_section(monitor: GCMonitor, process: psutil.Process) -> dict:
         "edenSpaceSize": eden,
         "memorySize": resident,
         "maxOldSpaceSize": memory_limit(),
+        "processSwitchCount": process_switches(process),
     }
     free = _malloc_free_bytes()
     if free is not None:
         vm["freeOldSpaceSize"] = free
     return vm
+
+
+def process_switches(process: psutil.Process) -> int:
+    """Context switches of `process` since it started. For the demo's own process, getrusage:
+    it counts every thread, ended ones too, so the counter never goes down (psutil's
+    num_ctx_switches reads /proc/PID/status, which counts the main thread alone)."""
+    if process.pid == os.getpid():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_nvcsw + usage.ru_nivcsw
+    switches = process.num_ctx_switches()
+    return switches.voluntary + switches.involuntary
 
 
 _THREAD_STATES = {"R": "active", "S": "blocked", "D": "blocked", "T": "suspended", "t": "suspended", "Z": "terminated", "X": "terminated"}

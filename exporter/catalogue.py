@@ -97,11 +97,18 @@ class Label:
     PRIORITY = "priority"  # the runtime's own scale (Pharo: 10-80, higher runs first)
     TABLE = "table"  # a bounded handle table of the runtime, e.g. external_semaphores
     HEALTH_STATUS = "status"  # of application_health_status: values in HEALTH_STATUSES
+    GC_PHASE = "phase"  # of a garbage collection: values in GC_PHASES
+    JIT_KIND = "kind"  # what a JIT compiler compiled: values in JIT_KINDS
 
 
 GC_KIND_MINOR = "minor"  # young generation / scavenge (Pharo: incremental GC)
 GC_KIND_MAJOR = "major"  # whole heap (Pharo: full GC; Go: every cycle)
 GC_KINDS = (GC_KIND_MINOR, GC_KIND_MAJOR)
+# `phase` of runtime_gc_phase_duration_seconds_total: parts of one kind of collection (Pharo
+# reports them for full GCs only: parameterAt: 72, 73 and 18).
+GC_PHASE_MARK, GC_PHASE_SWEEP, GC_PHASE_COMPACT = GC_PHASES = ("mark", "sweep", "compact")
+# `kind` of the runtime_jit_* counters: Pharo's Cog JIT compiles methods and blocks apart.
+JIT_KIND_METHOD, JIT_KIND_BLOCK = JIT_KINDS = ("method", "block")
 
 # `state` of runtime_processes: Pharo's process states, lower-cased (Stargate's `status`). Other
 # runtimes map onto them: an OS thread running or runnable is `active`, one sleeping `blocked`.
@@ -164,6 +171,14 @@ GC_DURATION = Metric(
     COUNTER,
     "Time spent in garbage collection since the runtime started, by kind, in seconds.",
     (Label.GC_KIND,),
+    _RUNTIME,
+)
+GC_PHASE_DURATION = Metric(
+    "runtime_gc_phase_duration_seconds_total",
+    COUNTER,
+    "Time spent in one phase of garbage collection since the runtime started, by kind and phase (mark, sweep, compact), "
+    "in seconds; part of runtime_gc_duration_seconds_total of that kind, and not every runtime reports every phase.",
+    (Label.GC_KIND, Label.GC_PHASE),
     _RUNTIME,
 )
 GC_TENURED_OBJECTS = Metric(
@@ -258,6 +273,59 @@ HANDLE_TABLE_LIMIT = Metric(
     _RUNTIME,
 )
 
+# --- Runtime: scheduling and the JIT compiler ------------------------------------------------
+PROCESS_SWITCHES = Metric(
+    "runtime_process_switches_total",
+    COUNTER,
+    "Switches from one process (Pharo) or thread of the runtime to another since it started; for an operating-system "
+    "process, its voluntary and involuntary context switches.",
+    (),
+    _RUNTIME,
+)
+JIT_COMPILATIONS = Metric(
+    "runtime_jit_compilations_total",
+    COUNTER,
+    "Methods or blocks the runtime's JIT compiler translated to machine code since the runtime started, by kind (method | block).",
+    (Label.JIT_KIND,),
+    _RUNTIME,
+)
+JIT_COMPILATION_DURATION = Metric(
+    "runtime_jit_compilation_duration_seconds_total",
+    COUNTER,
+    "Time the runtime's JIT compiler spent compiling since the runtime started, by kind (method | block), in seconds.",
+    (Label.JIT_KIND,),
+    _RUNTIME,
+)
+JIT_CODE_COMPACTIONS = Metric(
+    "runtime_jit_code_compactions_total",
+    COUNTER,
+    "Compactions of the JIT compiler's machine code zone since the runtime started; it compacts when the zone is full, "
+    "so a steady rate means the zone is too small for the code that runs.",
+    (),
+    _RUNTIME,
+)
+JIT_CODE_COMPACTION_DURATION = Metric(
+    "runtime_jit_code_compaction_duration_seconds_total",
+    COUNTER,
+    "Time spent compacting the JIT compiler's machine code zone since the runtime started, in seconds.",
+    (),
+    _RUNTIME,
+)
+JIT_CODE_ZONE_SIZE = Metric(
+    "runtime_jit_code_zone_bytes",
+    GAUGE,
+    "Size of the JIT compiler's machine code zone, in bytes.",
+    (),
+    _RUNTIME,
+)
+JIT_CODE_ZONE_METHODS = Metric(
+    "runtime_jit_code_zone_methods",
+    GAUGE,
+    "Methods that have machine code in the JIT compiler's code zone now.",
+    (),
+    _RUNTIME,
+)
+
 # --- HTTP server (OpenTelemetry http.server.*) -----------------------------------------------
 HTTP_REQUEST_DURATION = Metric(
     "http_server_request_duration_seconds",
@@ -293,7 +361,7 @@ APP_HEALTH_STATUS = Metric(
     "application_health_status",
     GAUGE,
     "1 for the status the application reports (pass, warn: working but near a threshold, fail), 0 for the others; "
-    "only for applications that report a warning state (Stargate).",
+    "only for applications that report one (Stargate, the pharo format's health.status).",
     (Label.HEALTH_STATUS,),
     _APP,
 )

@@ -203,7 +203,7 @@ def test_unhealthy_fault_fails_health_and_a_named_check(app):
     health = requests.get(app.url + "/health", timeout=TIMEOUT)
     assert health.status_code == 503 and health.json()["checks"]["order_store"] is False
     document = stats(app.url)
-    assert document["health"] == {"healthy": False, "checks": {"order_store": False, "memory": True}}
+    assert document["health"] == {"healthy": False, "status": "fail", "checks": {"order_store": False, "memory": True}}
     samples = exported(document)
     assert samples[series(c.APP_HEALTHY.name)] == 0
     assert samples[series(c.APP_HEALTH_CHECK.name, check="order_store")] == 0

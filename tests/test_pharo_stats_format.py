@@ -95,6 +95,16 @@ WRONG = [
     (("handleTables",), {"external_semaphores": 17}, True),
     (("handleTables", 0, "used"), "17", True),
     (("handleTables", 0, "max"), -1, False),
+    (("vm", "processSwitchCount"), "many", True),
+    (("vm", "processSwitchCount"), 1.5, False),
+    (("vm", "totalGCMarkPhaseTime"), -1, False),
+    (("vm", "totalJITCompileBlocksTime"), "380 ms", True),
+    (("vm", "machineCodeZoneSize"), None, True),  # a VM without the JIT answers nil: leave the field out
+    (("vm", "jittedMethodsCount"), [3104], True),
+    (("health", "status"), "WARN", True),  # the IETF draft's words are lower case
+    (("health", "status"), "degraded", True),
+    (("health", "status"), True, True),
+    (("health", "status"), None, True),
 ]
 
 
@@ -186,3 +196,96 @@ def test_processes_and_handle_tables_map_to_the_runtime_metrics():
 def test_process_rows_with_one_state_and_priority_add_up_and_states_are_lower_cased():
     reading = parse({"processes": [{"state": "BLOCKED", "priority": 40, "count": 2}, {"state": "blocked", "priority": 40.0, "count": 3}]})
     assert reading.value(c.PROCESSES, ("blocked", "40")) == 5
+
+
+# --- the optional VM parameters (parameterAt: indices in docs/pharo-stats.md) ------------------
+OPTIONAL_VM_FIELDS = (
+    "totalGCMarkPhaseTime", "totalGCSweepPhaseTime", "totalGCCompactionPhaseTime", "processSwitchCount",
+    "compiledMethodsCount", "totalJITCompileMethodsTime", "compiledBlocksCount", "totalJITCompileBlocksTime",
+    "codeCompactionCount", "totalCodeCompactionTime", "machineCodeZoneSize", "jittedMethodsCount",
+)
+OPTIONAL_VM_METRICS = (
+    c.GC_PHASE_DURATION, c.PROCESS_SWITCHES, c.JIT_COMPILATIONS, c.JIT_COMPILATION_DURATION,
+    c.JIT_CODE_COMPACTIONS, c.JIT_CODE_COMPACTION_DURATION, c.JIT_CODE_ZONE_SIZE, c.JIT_CODE_ZONE_METHODS,
+)
+
+
+def sample_lines(reading: Reading) -> set[str]:
+    return {line for family in reading.families() for line in family.sample_lines().splitlines()}
+
+
+def test_the_optional_vm_parameters_of_the_fixture_give_these_series():
+    document = {"vm": {name: FIXTURE["vm"][name] for name in OPTIONAL_VM_FIELDS}}
+    assert VALIDATOR.is_valid(document)
+    assert sample_lines(parse(document)) - sample_lines(parse({})) == {
+        'runtime_gc_phase_duration_seconds_total{kind="major",phase="mark"} 1.8',
+        'runtime_gc_phase_duration_seconds_total{kind="major",phase="sweep"} 0.45',
+        'runtime_gc_phase_duration_seconds_total{kind="major",phase="compact"} 1.1',
+        "runtime_process_switches_total 2.718281e+06",
+        'runtime_jit_compilations_total{kind="method"} 40213.0',
+        'runtime_jit_compilations_total{kind="block"} 9120.0',
+        'runtime_jit_compilation_duration_seconds_total{kind="method"} 2.25',
+        'runtime_jit_compilation_duration_seconds_total{kind="block"} 0.38',
+        "runtime_jit_code_compactions_total 7.0",
+        "runtime_jit_code_compaction_duration_seconds_total 0.042",
+        "runtime_jit_code_zone_bytes 2.097152e+06",
+        "runtime_jit_code_zone_methods 3104.0",
+    }
+
+
+def test_a_vm_section_without_the_optional_parameters_is_valid_and_gives_none_of_their_metrics():
+    document = copy.deepcopy(FIXTURE)
+    for name in OPTIONAL_VM_FIELDS:
+        del document["vm"][name]
+    assert VALIDATOR.is_valid(document)
+    reading = parse(document)
+    assert c.GC_DURATION in reading and c.MEMORY_SPACE in reading
+    assert [metric.name for metric in OPTIONAL_VM_METRICS if metric in reading] == []
+
+
+@pytest.mark.parametrize("name", OPTIONAL_VM_FIELDS)
+def test_an_absent_vm_parameter_takes_only_its_own_series_away(name):
+    document = copy.deepcopy(FIXTURE)
+    del document["vm"][name]
+    assert VALIDATOR.is_valid(document)
+    gone = sample_lines(parse(FIXTURE)) - sample_lines(parse(document))
+    assert len(gone) == 1 and sample_lines(parse(document)) <= sample_lines(parse(FIXTURE))
+
+
+def test_a_wrong_vm_parameter_names_its_path():
+    with pytest.raises(DocumentError) as refused:
+        parse({"vm": {"processSwitchCount": "2718281"}})
+    assert refused.value.path == "$.vm.processSwitchCount"
+
+
+# --- health.status: pass | warn | fail ---------------------------------------------------------
+@pytest.mark.parametrize("status", c.HEALTH_STATUSES)
+def test_health_status_is_an_enum_gauge(status):
+    document = {"health": {"healthy": status != c.HEALTH_FAIL, "status": status}}
+    assert VALIDATOR.is_valid(document)
+    reading = parse(document)
+    assert {each: reading.value(c.APP_HEALTH_STATUS, (each,)) for each in c.HEALTH_STATUSES} == {
+        each: 1.0 if each == status else 0.0 for each in c.HEALTH_STATUSES
+    }
+
+
+def test_without_a_status_there_is_no_health_status_metric():
+    reading = parse({"health": {"healthy": True}})
+    assert reading.value(c.APP_HEALTHY) == 1.0 and c.APP_HEALTH_STATUS not in reading
+
+
+@pytest.mark.parametrize(("healthy", "status"), [(True, "fail"), (False, "pass"), (False, "warn")])
+def test_healthy_and_a_disagreeing_status_each_give_their_own_metric(healthy, status):
+    """Documented in docs/pharo-stats.md: not refused, nothing reconciled."""
+    document = {"health": {"healthy": healthy, "status": status}}
+    assert VALIDATOR.is_valid(document)
+    reading = parse(document)
+    assert reading.value(c.APP_HEALTHY) == (1.0 if healthy else 0.0)
+    assert reading.value(c.APP_HEALTH_STATUS, (status,)) == 1.0
+
+
+def test_a_wrong_status_names_its_path_and_the_allowed_words():
+    with pytest.raises(DocumentError) as refused:
+        parse({"health": {"healthy": True, "status": "PASS"}})
+    assert refused.value.path == "$.health.status"
+    assert '"pass", "warn" or "fail"' in refused.value.problem

@@ -65,6 +65,19 @@ EXPECTED = {
         sample("runtime_memory_bytes", 16777216, space="young"),
         sample("runtime_memory_bytes", 12582912, space="eden"),
         sample("runtime_memory_total_bytes", 570425344),
+        # The optional VM parameters: milliseconds become seconds, the phases are of full GCs.
+        sample("runtime_gc_phase_duration_seconds_total", 1.8, kind="major", phase="mark"),  # totalGCMarkPhaseTime 1800 ms
+        sample("runtime_gc_phase_duration_seconds_total", 0.45, kind="major", phase="sweep"),
+        sample("runtime_gc_phase_duration_seconds_total", 1.1, kind="major", phase="compact"),
+        sample("runtime_process_switches_total", 2718281),
+        sample("runtime_jit_compilations_total", 40213, kind="method"),
+        sample("runtime_jit_compilations_total", 9120, kind="block"),
+        sample("runtime_jit_compilation_duration_seconds_total", 2.25, kind="method"),
+        sample("runtime_jit_compilation_duration_seconds_total", 0.38, kind="block"),
+        sample("runtime_jit_code_compactions_total", 7),
+        sample("runtime_jit_code_compaction_duration_seconds_total", 0.042),
+        sample("runtime_jit_code_zone_bytes", 2097152),
+        sample("runtime_jit_code_zone_methods", 3104),
         sample("runtime_uptime_seconds", 86400.5),
         sample("runtime_start_time_seconds", 1764300000),
         sample(
@@ -92,6 +105,9 @@ EXPECTED = {
         *http("POST", "/orders", "201", 90, 9.0, 45000),
         *http("POST", "/orders", "500", 2, 4.0, 300),
         sample("application_healthy", 1),
+        sample("application_health_status", 0, status="pass"),  # "status": "warn"
+        sample("application_health_status", 1, status="warn"),
+        sample("application_health_status", 0, status="fail"),
         sample("application_health_check_healthy", 1, check="database"),
     ],
     "stargate": [

@@ -1,5 +1,6 @@
-"""`pharo`: the stats endpoint Pharos defines for Pharo images (GC as `Smalltalk vm` names it,
-processes by state and priority, handle tables, Zinc HTTP request statistics). The format is specified in `docs/pharo-stats.md` and
+"""`pharo`: the stats endpoint Pharos defines for Pharo images (GC, scheduling and JIT as `Smalltalk vm`
+names them, processes by state and priority, handle tables, Zinc HTTP request statistics, health).
+The format is specified in `docs/pharo-stats.md` and
 `exporter/profiles/schemas/pharo-stats.schema.json`; `pharos demo-app` serves it.
 """
 
@@ -24,6 +25,24 @@ _SPACES = (
     ("edenSpaceSize", "eden", "size"),
 )
 
+# (field in "vm", metric, label values, scale to base units): the optional VM parameters beyond GC
+# and memory. Pharo reports phase times for full GCs only; the JIT's figures are nil (left out)
+# on a VM without the Cog JIT.
+_VM_PARAMETERS = (
+    ("totalGCMarkPhaseTime", c.GC_PHASE_DURATION, (c.GC_KIND_MAJOR, c.GC_PHASE_MARK), MS),  # parameterAt: 72
+    ("totalGCSweepPhaseTime", c.GC_PHASE_DURATION, (c.GC_KIND_MAJOR, c.GC_PHASE_SWEEP), MS),  # 73
+    ("totalGCCompactionPhaseTime", c.GC_PHASE_DURATION, (c.GC_KIND_MAJOR, c.GC_PHASE_COMPACT), MS),  # 18
+    ("processSwitchCount", c.PROCESS_SWITCHES, (), 1.0),  # 56
+    ("compiledMethodsCount", c.JIT_COMPILATIONS, (c.JIT_KIND_METHOD,), 1.0),  # 75
+    ("totalJITCompileMethodsTime", c.JIT_COMPILATION_DURATION, (c.JIT_KIND_METHOD,), MS),  # 76
+    ("compiledBlocksCount", c.JIT_COMPILATIONS, (c.JIT_KIND_BLOCK,), 1.0),  # 77
+    ("totalJITCompileBlocksTime", c.JIT_COMPILATION_DURATION, (c.JIT_KIND_BLOCK,), MS),  # 78
+    ("codeCompactionCount", c.JIT_CODE_COMPACTIONS, (), 1.0),  # 62
+    ("totalCodeCompactionTime", c.JIT_CODE_COMPACTION_DURATION, (), MS),  # 63
+    ("machineCodeZoneSize", c.JIT_CODE_ZONE_SIZE, (), 1.0),  # 46
+    ("jittedMethodsCount", c.JIT_CODE_ZONE_METHODS, (), 1.0),  # 64
+)
+
 
 def parse(document: Any, reading: Reading) -> None:
     doc = mapping(document, "$")
@@ -38,12 +57,7 @@ def parse(document: Any, reading: Reading) -> None:
     if "http" in doc:
         _http(mapping(doc["http"], "$.http"), reading)
     if "health" in doc:
-        health = mapping(doc["health"], "$.health")
-        checks = mapping(health.get("checks", {}), "$.health.checks")
-        reading.health(
-            bool(number(health.get("healthy"), "$.health.healthy")),
-            {name: bool(number(passed, f"$.health.checks.{name}")) for name, passed in checks.items()},
-        )
+        _health(mapping(doc["health"], "$.health"), reading)
 
 
 def _runtime(doc, reading: Reading) -> None:
@@ -82,6 +96,9 @@ def _vm(vm, reading: Reading) -> None:
     total = field("memorySize")
     if total is not None:
         reading.set(c.MEMORY_TOTAL, total)
+    for name, metric, labels, scale in _VM_PARAMETERS:
+        if name in vm:
+            reading.set(metric, number(vm[name], f"$.vm.{name}") * scale, labels)
 
 
 def _processes(rows, reading: Reading) -> None:
@@ -101,6 +118,22 @@ def _handle_tables(rows, reading: Reading) -> None:
         row = mapping(row, path)
         used, free, limit = (number(row[key], f"{path}.{key}") if key in row else None for key in ("used", "free", "max"))
         reading.handle_table(text(row.get("table"), f"{path}.table"), used, free, limit)
+
+
+def _health(health, reading: Reading) -> None:
+    """`healthy` and `status` each give their own metric, as the image states them: a document
+    whose two disagree (healthy with status fail) is not refused, since refusing it would drop
+    every other metric of the scrape over a contradiction the image alone can resolve."""
+    checks = mapping(health.get("checks", {}), "$.health.checks")
+    reading.health(
+        bool(number(health.get("healthy"), "$.health.healthy")),
+        {name: bool(number(passed, f"$.health.checks.{name}")) for name, passed in checks.items()},
+    )
+    if "status" in health:
+        status = health["status"]
+        if status not in c.HEALTH_STATUSES:  # exactly the IETF health-check draft's words
+            raise DocumentError("$.health.status", f"expected \"pass\", \"warn\" or \"fail\", got {type(status).__name__} {status!r:.40}")
+        reading.health_status(status)
 
 
 def _http(http, reading: Reading) -> None:
@@ -165,7 +198,7 @@ def _cumulative(bounds, counts, path, total):
 
 PROFILE = Profile(
     name="pharo",
-    summary="Pharo images: GC and memory as `Smalltalk vm` reports them, Zinc HTTP request statistics",
+    summary="Pharo images: GC, memory, scheduling and JIT as `Smalltalk vm` reports them, processes, Zinc HTTP request statistics",
     parse=parse,
     default_path="/stats",
     reference="docs/pharo-stats.md",
