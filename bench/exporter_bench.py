@@ -11,7 +11,14 @@
 - multi-target: /probe scrapes per second one exporter process sustains over 200 targets with
   bounded client concurrency, its CPU per probe, and the share of one core that 200 targets
   scraped every 15 s need;
-- the resident memory of a sidecar after warm-up at 1,000 series.
+- the resident memory of a sidecar after warm-up at 1,000 series;
+- with `--baseline-command` (the `pharos` of an older build, e.g. a venv of another commit), that
+  build's exporter runs beside the current one, alternately within each round, for the sidecar
+  scrapes and the multi-target probes: the CPU per scrape of each (min and median over rounds)
+  and new/old ratios (median of the per-round ratios, and of the minimums). The documents then
+  leave out the sections the pharo format gained later (VM parameters, processes, handle tables,
+  health status), which an older build ignores: both builds turn the same document into the same
+  series, and the comparison is of like with like.
 
 The stats documents are served by bench/payload_server.py in a process of its own, so neither its
 CPU nor the client's is charged to the exporter. Variants alternate within each round and every
@@ -24,6 +31,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import os
 import platform
 import socket
@@ -33,11 +41,13 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 import requests
+from prometheus_client.exposition import generate_latest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -72,7 +82,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def exporter_command() -> list[str]:
+def exporter_command(baseline: list[str] | None = None) -> list[str]:
+    if baseline:
+        return baseline
     script = Path(sys.executable).parent / "pharos"
     return [str(script)] if script.exists() else [sys.executable, "-m", "pharos_monitoring.cli"]
 
@@ -80,8 +92,8 @@ def exporter_command() -> list[str]:
 class Exporter:
     """A real `pharos exporter` process on a loopback port."""
 
-    def __init__(self, arguments: list[str], log_path: Path):
-        self.arguments, self.log_path = arguments, log_path
+    def __init__(self, arguments: list[str], log_path: Path, command: list[str] | None = None):
+        self.arguments, self.log_path, self.command = arguments, log_path, exporter_command(command)
         self.process: subprocess.Popen | None = None
         self.psutil: psutil.Process | None = None
         self.base = ""
@@ -91,7 +103,7 @@ class Exporter:
             port = free_port()
             with open(self.log_path, "ab") as log:
                 self.process = subprocess.Popen(
-                    exporter_command() + ["exporter", "--listen", f"127.0.0.1:{port}", "--log-level", "warning", *self.arguments],
+                    self.command + ["exporter", "--listen", f"127.0.0.1:{port}", "--log-level", "warning", *self.arguments],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
@@ -162,6 +174,43 @@ def payload_server(manifest: dict[str, str], workdir: Path):
             server.wait(5)
 
 
+# --- documents -------------------------------------------------------------------------------
+# What the pharo format gained after its first version (docs/pharo-stats.md): a build from before
+# ignores these fields, so a comparison with it leaves them out of the documents.
+LATER_VM_FIELDS = tuple(field for field, *_ in payloads.VM_PARAMETERS)
+LATER_SECTIONS = ("processes", "handleTables")
+LATER_FAMILIES = {payloads.c.PROCESSES.name, payloads.c.HANDLE_TABLE_SLOTS.name, payloads.c.HANDLE_TABLE_LIMIT.name, payloads.c.APP_HEALTH_STATUS.name} | {
+    metric.family if metric.type == payloads.c.COUNTER else metric.name for *_, metric, _, _ in payloads.VM_PARAMETERS
+}
+
+
+def common_body(rows: int, seed: int = 0) -> bytes:
+    """payloads.body without the later sections: the same series from an older build as from this one."""
+    document = payloads.document(rows, seed)
+    for section in LATER_SECTIONS:
+        del document[section]
+    for field in LATER_VM_FIELDS:
+        del document["vm"][field]
+    del document["health"]["status"]
+    return json.dumps(document).encode()
+
+
+def floor(payload: bytes, extra: dict[str, str] | None = None) -> bytes:
+    """payloads.floor, also for a document without the later sections (their families left out)."""
+    document = json.loads(payload)
+    if all(section in document for section in LATER_SECTIONS):
+        families = payloads.floor_families(document, extra or {})
+    else:
+        whole = payloads.document(0)
+        document = {**whole, **document, "vm": {**whole["vm"], **document["vm"]}, "health": {**whole["health"], **document["health"]}}
+        families = [family for family in payloads.floor_families(document, extra or {}) if family.name not in LATER_FAMILIES]
+    return generate_latest(types.SimpleNamespace(collect=lambda: families))
+
+
+def series_count(payload: bytes) -> int:
+    return len(payloads.sample_lines(floor(payload)))
+
+
 # --- measuring -------------------------------------------------------------------------------
 def batch(settings: Settings, once, enough=lambda: True) -> int:
     """Call `once` until the batch lasted batch_seconds and `enough()` holds (at least 3 calls,
@@ -199,14 +248,14 @@ def time_exporter(settings, session, exporter: Exporter) -> tuple[float, float]:
 
 def time_floor(settings, payload: bytes, extra: dict[str, str]) -> float:
     started = time.process_time()
-    count = batch(settings, lambda: payloads.floor(payload, extra))
+    count = batch(settings, lambda: floor(payload, extra))
     return (time.process_time() - started) / count
 
 
 def check_same_series(exposition: bytes, payload: bytes, extra: dict[str, str], where: str) -> None:
     """The exporter must yield exactly the floor's series, or the comparison is unfair."""
     ours = {line for line in payloads.sample_lines(exposition) if not line.startswith("pharos_")}
-    expected = payloads.sample_lines(payloads.floor(payload, extra))
+    expected = payloads.sample_lines(floor(payload, extra))
     if ours != expected:
         missing, extra_lines = sorted(expected - ours)[:3], sorted(ours - expected)[:3]
         raise RuntimeError(f"{where}: exporter and floor series differ; missing {missing}, unexpected {extra_lines}")
@@ -228,118 +277,162 @@ def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
 
 
 # --- the two experiments ---------------------------------------------------------------------
-def sidecar_sizes(settings: Settings, base_url: str, bodies: dict[int, bytes], workdir: Path) -> tuple[list[dict], float]:
+def builds(baseline: list[str] | None) -> dict[str, list[str] | None]:
+    """The exporters to measure: the current build, and the baseline's when one is given."""
+    return {"exporter": None, "baseline": baseline} if baseline else {"exporter": None}
+
+
+def sidecar_sizes(settings: Settings, base_url: str, bodies: dict[int, bytes], workdir: Path, baseline: list[str] | None = None) -> tuple[list[dict], float]:
     extra = {"target": "app"}
+    commands = builds(baseline)
     exporters = {
-        size: Exporter(["--target", f"{base_url}/stats/{size}", "--profile", "pharo"], workdir / f"exporter-{size}.log").start()
+        (build, size): Exporter(["--target", f"{base_url}/stats/{size}", "--profile", "pharo"], workdir / f"{build}-{size}.log", command).start()
+        for build, command in commands.items()
         for size in settings.sizes
     }
     try:
         session = requests.Session()
-        for size, exporter in exporters.items():
+        for (build, size), exporter in exporters.items():
             for _ in range(3):  # warm-up: connections, route tables, lazy imports
                 exposition = fetch(session, exporter.base + "/metrics")
                 fetch(session, f"{base_url}/stats/{size}")
-            check_same_series(exposition, bodies[size], extra, f"sidecar at {size} series")
-            payloads.floor(bodies[size], extra)
-        samples = {size: {"direct": [], "exporter": [], "exporter_cpu": [], "floor": []} for size in settings.sizes}
+            check_same_series(exposition, bodies[size], extra, f"{build} sidecar at {size} series")
+            floor(bodies[size], extra)
+        variants = ["direct", *commands, "floor"]
+        samples = {size: {name: [] for variant in variants for name in (variant, variant + "_cpu")} for size in settings.sizes}
 
         def measure(variant: str, size: int) -> None:
             measured = samples[size]
             if variant == "direct":
                 measured["direct"].append(time_direct(settings, session, f"{base_url}/stats/{size}"))
-            elif variant == "exporter":
-                wall, cpu = time_exporter(settings, session, exporters[size])
-                measured["exporter"].append(wall)
-                measured["exporter_cpu"].append(cpu)
+            elif variant in commands:
+                wall, cpu = time_exporter(settings, session, exporters[(variant, size)])
+                measured[variant].append(wall)
+                measured[variant + "_cpu"].append(cpu)
             else:
                 measured["floor"].append(time_floor(settings, bodies[size], extra))
 
-        variants = ["direct", "exporter", "floor"]
         for round_index in range(settings.rounds):
             flip = round_index % 2 == 1  # alternate the order so drift in machine load hits every variant alike
             for size in reversed(settings.sizes) if flip else settings.sizes:
                 for variant in reversed(variants) if flip else variants:
                     measure(variant, size)
         rss_size = min(settings.sizes, key=lambda size: abs(size - 1000))
-        rss = exporters[rss_size].rss_mb()
+        rss = exporters[("exporter", rss_size)].rss_mb()
     finally:
         for exporter in exporters.values():
             exporter.stop()
     rows = []
     for size in settings.sizes:
         measured = samples[size]
-        rows.append(
-            {
-                "series": payloads.series_count(bodies[size]),
-                "payload_bytes": len(bodies[size]),
-                "direct_ms": median(measured["direct"]) * 1e3,
-                "exporter_ms": median(measured["exporter"]) * 1e3,
-                "exporter_cpu_ms": median(measured["exporter_cpu"]) * 1e3,
-                "floor_cpu_ms": median(measured["floor"]) * 1e3,
-                # Ratios within each round (measured side by side), then their median.
-                "overhead_ratio": median(ratios(measured["exporter"], measured["direct"])),
-                "cpu_ratio": median(ratios(measured["exporter_cpu"], measured["floor"])),
-                "rounds": settings.rounds,
-            }
-        )
+        row = {
+            "series": series_count(bodies[size]),
+            "payload_bytes": len(bodies[size]),
+            "direct_ms": median(measured["direct"]) * 1e3,
+            "exporter_ms": median(measured["exporter"]) * 1e3,
+            "exporter_cpu_ms": median(measured["exporter_cpu"]) * 1e3,
+            "exporter_cpu_ms_min": min(measured["exporter_cpu"]) * 1e3,
+            "floor_cpu_ms": median(measured["floor"]) * 1e3,
+            # Ratios within each round (measured side by side), then their median.
+            "overhead_ratio": median(ratios(measured["exporter"], measured["direct"])),
+            "cpu_ratio": median(ratios(measured["exporter_cpu"], measured["floor"])),
+            "rounds": settings.rounds,
+        }
+        if baseline:
+            row.update(versus_baseline(measured["exporter_cpu"], measured["baseline_cpu"]))
+            row["baseline_ms"] = median(measured["baseline"]) * 1e3
+        rows.append(row)
     return rows, rss
 
 
-def multi_target(settings: Settings, base_url: str, payload: bytes, workdir: Path) -> dict:
-    urls = [f"{base_url}/t/{index}/stats" for index in range(settings.targets)]
-    exporter = Exporter(["--allow", "127.0.0.1/32"], workdir / "exporter-multi.log").start()
-    try:
-        session = requests.Session()
-        for url in urls:  # first probe of each target creates its connections and route table
-            exposition = fetch(session, f"{exporter.base}/probe?target={url}&profile=pharo")
-        check_same_series(exposition, payload, {}, "multi-target probe")
-        counter, stop_at = itertools.count(), time.monotonic() + settings.multi_seconds
-        done, failures, lock = [0], [], threading.Lock()
+def versus_baseline(ours: list[float], theirs: list[float]) -> dict:
+    """CPU per scrape of the current build and the baseline (seconds, one per round), in ms with
+    their ratios: the median of the per-round ratios, and the ratio of the minimums."""
+    paired = [(one, other) for one, other in zip(ours, theirs) if other > 0]  # a tiny run may see no CPU tick
+    return {
+        "baseline_cpu_ms": median(theirs) * 1e3,
+        "baseline_cpu_ms_min": min(theirs) * 1e3,
+        "cpu_vs_baseline": median(one / other for one, other in paired) if paired else math.nan,
+        "cpu_vs_baseline_of_min": min(ours) / min(theirs) if min(theirs) > 0 else math.nan,
+        "exporter_cpu_ms_rounds": [round(value * 1e3, 3) for value in ours],
+        "baseline_cpu_ms_rounds": [round(value * 1e3, 3) for value in theirs],
+    }
 
-        def client() -> None:
-            with requests.Session() as own:
-                while time.monotonic() < stop_at:
-                    url = urls[next(counter) % len(urls)]
-                    try:
-                        body = fetch(own, f"{exporter.base}/probe?target={url}&profile=pharo")
-                    except requests.RequestException as error:
-                        failures.append(str(error))
-                        return
-                    if not scrape_succeeded(body):
-                        failures.append(f"probe of {url} did not succeed")
-                        return
-                    with lock:
-                        done[0] += 1
 
-        cpu, started = exporter.cpu_seconds(), time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(settings.concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(settings.multi_seconds + 60)
-        seconds, cpu = time.perf_counter() - started, exporter.cpu_seconds() - cpu
-        rss = exporter.rss_mb()
-    finally:
-        exporter.stop()
+def drive_probes(settings: Settings, exporter: Exporter, urls: list[str]) -> tuple[int, float, float]:
+    """Probes through `exporter` from `settings.concurrency` clients for multi_seconds: the count,
+    the wall seconds and the exporter's CPU seconds."""
+    counter, stop_at = itertools.count(), time.monotonic() + settings.multi_seconds
+    done, failures, lock = [0], [], threading.Lock()
+
+    def client() -> None:
+        with requests.Session() as own:
+            while time.monotonic() < stop_at:
+                url = urls[next(counter) % len(urls)]
+                try:
+                    body = fetch(own, f"{exporter.base}/probe?target={url}&profile=pharo")
+                except requests.RequestException as error:
+                    failures.append(str(error))
+                    return
+                if not scrape_succeeded(body):
+                    failures.append(f"probe of {url} did not succeed")
+                    return
+                with lock:
+                    done[0] += 1
+
+    cpu, started = exporter.cpu_seconds(), time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(settings.concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(settings.multi_seconds + 60)
     if failures:
         raise RuntimeError(f"multi-target probes failed: {failures[0]}")
-    scrapes = done[0]
+    return done[0], time.perf_counter() - started, exporter.cpu_seconds() - cpu
+
+
+def multi_target(settings: Settings, base_url: str, payload: bytes, workdir: Path, baseline: list[str] | None = None) -> dict:
+    urls = [f"{base_url}/t/{index}/stats" for index in range(settings.targets)]
+    commands = builds(baseline)
+    exporters = {build: Exporter(["--allow", "127.0.0.1/32"], workdir / f"{build}-multi.log", command).start() for build, command in commands.items()}
+    # Without a baseline one drive is enough; with one, drives alternate over the rounds.
+    drives: dict[str, list[tuple[int, float, float]]] = {build: [] for build in commands}
+    try:
+        session = requests.Session()
+        for build, exporter in exporters.items():
+            for url in urls:  # first probe of each target creates its connections and route table
+                exposition = fetch(session, f"{exporter.base}/probe?target={url}&profile=pharo")
+            check_same_series(exposition, payload, {}, f"{build} multi-target probe")
+        for round_index in range(settings.rounds if baseline else 1):
+            for build in reversed(commands) if round_index % 2 else commands:
+                drives[build].append(drive_probes(settings, exporters[build], urls))
+        rss = exporters["exporter"].rss_mb()
+    finally:
+        for exporter in exporters.values():
+            exporter.stop()
     floor = median(time_floor(settings, payload, {}) for _ in range(max(3, settings.rounds)))
-    per_scrape = cpu / scrapes
-    return {
+    per_scrape = {build: [cpu / count for count, _, cpu in runs] for build, runs in drives.items()}
+    scrapes, seconds = sum(run[0] for run in drives["exporter"]), sum(run[1] for run in drives["exporter"])
+    cpu = median(per_scrape["exporter"])
+    result = {
         "targets": settings.targets,
-        "series_per_target": payloads.series_count(payload),
+        "series_per_target": series_count(payload),
         "concurrency": settings.concurrency,
+        "drives": len(drives["exporter"]),
         "scrapes": scrapes,
         "seconds": seconds,
         "scrapes_per_second": scrapes / seconds,
-        "exporter_cpu_ms_per_scrape": per_scrape * 1e3,
+        "exporter_cpu_ms_per_scrape": cpu * 1e3,
+        "exporter_cpu_ms_min": min(per_scrape["exporter"]) * 1e3,
         "floor_cpu_ms": floor * 1e3,
-        "cpu_ratio": per_scrape / floor,
-        "core_fraction_at_15s": settings.targets / SCRAPE_INTERVAL_SECONDS * per_scrape,
+        "cpu_ratio": cpu / floor,
+        "core_fraction_at_15s": settings.targets / SCRAPE_INTERVAL_SECONDS * cpu,
         "rss_mb": rss,
     }
+    if baseline:
+        result.update(versus_baseline(per_scrape["exporter"], per_scrape["baseline"]))
+        result["baseline_scrapes_per_second"] = sum(run[0] for run in drives["baseline"]) / sum(run[1] for run in drives["baseline"])
+    return result
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -364,6 +457,19 @@ def table(results: dict) -> str:
         f"sidecar RSS after warm-up at {results['sidecar_rss_series']} series: {results['sidecar_rss_mb']:.1f} MB"
         f" (aim < {AIMS['sidecar_rss_mb']:.0f} MB)",
     ]
+    if results.get("baseline_command"):
+        lines += [
+            "",
+            f"against the baseline {results['baseline_command']} (exporter CPU per scrape, ms: min / median over rounds; new/old ratio:"
+            " median of the per-round ratios, ratio of the minimums):",
+        ]
+        named = [(f"sidecar {row['series']} series", row) for row in results["sidecar"]] + [("multi-target /probe", multi)]
+        for name, row in named:
+            lines.append(
+                f"  {name:<22} new {row['exporter_cpu_ms_min']:.2f} / {row.get('exporter_cpu_ms', row.get('exporter_cpu_ms_per_scrape')):.2f}"
+                f"  old {row['baseline_cpu_ms_min']:.2f} / {row['baseline_cpu_ms']:.2f}"
+                f"  ratio {row['cpu_vs_baseline']:.3f} (of minimums {row['cpu_vs_baseline_of_min']:.3f})"
+            )
     return "\n".join(lines)
 
 
@@ -376,10 +482,11 @@ def machine() -> dict:
     }
 
 
-def run(settings: Settings, quick: bool) -> dict:
+def run(settings: Settings, quick: bool, baseline: list[str] | None = None) -> dict:
     started = time.perf_counter()
-    bodies = {size: payloads.body(payloads.rows_for(size)) for size in settings.sizes}
-    multi_payload = payloads.body(payloads.rows_for(settings.multi_series), seed=1)
+    body = common_body if baseline else payloads.body
+    bodies = {size: body(payloads.rows_for(size)) for size in settings.sizes}
+    multi_payload = body(payloads.rows_for(settings.multi_series), seed=1)
     with tempfile.TemporaryDirectory(prefix="pharos-bench-") as temp:
         workdir = Path(temp)
         manifest = {}
@@ -390,13 +497,14 @@ def run(settings: Settings, quick: bool) -> dict:
         manifest.update({f"/t/{index}/stats": str(workdir / "multi.json") for index in range(settings.targets)})
         load_before = machine()
         with payload_server(manifest, workdir) as base_url:
-            sidecar, rss = sidecar_sizes(settings, base_url, bodies, workdir)
-            multi = multi_target(settings, base_url, multi_payload, workdir)
+            sidecar, rss = sidecar_sizes(settings, base_url, bodies, workdir, baseline)
+            multi = multi_target(settings, base_url, multi_payload, workdir, baseline)
     at_1000 = min(sidecar, key=lambda row: abs(row["series"] - 1000))
     rss_series = min(sidecar, key=lambda row: abs(row["series"] - 1000))["series"]
     return {
         "benchmark": "exporter",
         "quick": quick,
+        "baseline_command": " ".join(baseline) if baseline else None,
         "settings": asdict(settings),
         "machine": load_before,
         "load_average_after": [round(load, 2) for load in os.getloadavg()],
@@ -433,6 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of alternating variants (default 5, --quick 2)")
     parser.add_argument("--batch-seconds", type=float, help="least duration of one variant's batch (default 0.6, --quick 0.25)")
     parser.add_argument("--multi-seconds", type=float, help="multi-target: how long to drive probes (default 10, --quick 3)")
+    parser.add_argument("--baseline-command", metavar="CMD",
+                        help="the pharos command of another build (e.g. /tmp/oldvenv/bin/pharos): its exporter runs beside this one, alternately, and the CPU ratios are reported")  # fmt: skip
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else Settings()
     overrides = {
@@ -444,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         "multi_seconds": args.multi_seconds,
     }
     settings = Settings(**{**asdict(settings), **{key: value for key, value in overrides.items() if value is not None}})
-    results = run(settings, args.quick)
+    results = run(settings, args.quick, args.baseline_command.split() if args.baseline_command else None)
     print(table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -69,21 +69,44 @@ class SeriesLabels:
         self.has_le = "le" in last
 
     def pairs(self, values: Sequence[str]) -> str:
-        quoted = self._quoted(values)
-        return "{" + ",".join(quoted) + "}" if quoted else ""
+        key = (self, tuple(values))
+        text = _pairs_kept.get(key)
+        if text is None:
+            quoted = self._quoted(values)
+            text = _keep(_pairs_kept, key, "{" + ",".join(quoted) + "}" if quoted else "")
+        return text
 
     def histogram_parts(self, values: Sequence[str]) -> tuple[str, str, str]:
         """`('{a="x",z="y"}', '{a="x",', ',z="y"}')`: the labels of `_count` and `_sum`, and
         the parts of a bucket's labels before and after its `le="..."`."""
         if self.has_le:
             raise ValueError("a histogram's labels may not include 'le', the bucket label")
-        quoted = self._quoted(values)
-        before, after = quoted[: self.le_position], quoted[self.le_position :]
-        pairs = "{" + ",".join(quoted) + "}" if quoted else ""
-        return pairs, "{" + "".join(pair + "," for pair in before), "".join("," + pair for pair in after) + "}"
+        key = (self, tuple(values))
+        parts = _histogram_kept.get(key)
+        if parts is None:
+            quoted = self._quoted(values)
+            before, after = quoted[: self.le_position], quoted[self.le_position :]
+            pairs = "{" + ",".join(quoted) + "}" if quoted else ""
+            parts = _keep(_histogram_kept, key, (pairs, "{" + "".join(pair + "," for pair in before), "".join("," + pair for pair in after) + "}"))
+        return parts
 
     def _quoted(self, values: Sequence[str]) -> list[str]:
         return [prefix + label_value(values[index]) + '"' for prefix, index in zip(self.prefixes, self.order)]
+
+
+# Label sets come back scrape after scrape (and from every probed target of one kind): their text
+# is kept instead of being quoted and escaped again, and the strings made again, for every series
+# of every scrape. Bounded (a few MB at most): emptied when full.
+TEXT_KEPT = 4096
+_pairs_kept: dict = {}
+_histogram_kept: dict = {}
+
+
+def _keep(kept: dict, key, text):
+    if len(kept) >= TEXT_KEPT:
+        kept.clear()
+    kept[key] = text
+    return text
 
 
 @functools.lru_cache(maxsize=256)
@@ -151,6 +174,42 @@ def _generic(group: list[Family]) -> bytes:
     combined = Family(first.name, first.documentation, first.type, first.unit)
     combined.samples = [sample for family in group for sample in family.samples]
     return generate_latest(_Collection([combined]))
+
+
+# The samples a plain gauge or counter has (a counter's `_created` goes through generate_latest).
+_PLAIN_SAMPLES = {"gauge": "", "counter": "_total"}
+
+
+def render_registry(registry) -> bytes:
+    """generate_latest(registry), byte for byte, faster for its gauges and counters.
+
+    The exporter's own metrics are on every /metrics, and generate_latest validates and escapes
+    every name of every sample on every call (0.22 -> 0.17 ms per /metrics on the bench machine).
+    Other families (histograms, samples with timestamps, `_created`) still go through it."""
+    parts = []
+    for family in registry.collect():
+        text = _plain_family(family)
+        parts.append(text if text is not None else generate_latest(_Collection([family])).decode("utf-8"))
+    return "".join(parts).encode("utf-8")
+
+
+def _plain_family(family: Family) -> str | None:
+    suffix = _PLAIN_SAMPLES.get(family.type)
+    if suffix is None:
+        return None
+    name = family.name + suffix
+    lines = [header(family.name, family.documentation, family.type)]
+    for sample in family.samples:
+        if sample.name != name or sample.timestamp is not None:
+            return None
+        labels = sample.labels
+        pairs = "{" + ",".join(_label_prefix(key) + label_value(labels[key]) + '"' for key in sorted(labels)) + "}" if labels else ""
+        lines.append(f"{_metric_name(name)}{pairs} {format_value(sample.value)}\n")
+    return "".join(lines)
+
+
+_label_prefix = functools.lru_cache(maxsize=256)(lambda name: escape_label_name(name) + '="')
+_metric_name = functools.lru_cache(maxsize=256)(escape_metric_name)
 
 
 def check_name(family_name: str, sample_names: Iterable[str]) -> None:

@@ -137,6 +137,30 @@ def test_the_exporters_own_metrics():
         assert value(values, name) is not None and value(values, name) > 0, name
 
 
+def test_the_own_metrics_are_what_generate_latest_writes():
+    """/metrics writes the exporter's own registry itself (exposition.render_registry), faster
+    than generate_latest and byte for byte the same: escapes in label values, `_created` samples,
+    a histogram and a collector of our own included."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.exposition import generate_latest
+
+    from pharos_monitoring.exporter.exposition import render_registry
+
+    exporter = Exporter(parse({"targets": [{"name": "app", "url": "http://127.0.0.1:9/"}]}, "test.yml"))
+    try:
+        exporter.scraper.scrapes.labels('a "quoted"\\ back\nslash', "success").inc(3)
+        exporter.denied.inc(1e21)
+        exporter.registry.collect = lambda real=exporter.registry.collect: [f for f in real() if not f.name.startswith("pharos_process")]
+        assert render_registry(exporter.registry) == generate_latest(exporter.registry)  # process times move between calls
+    finally:
+        exporter.close()
+    other = CollectorRegistry()
+    Counter("with_created", "a counter whose _created is on", ["x"], registry=other).labels("1").inc()
+    Gauge("plain", "a gauge\nwith a newline in its help", registry=other).set(float("nan"))
+    Histogram("latency_seconds", "a histogram", registry=other).observe(0.3)
+    assert render_registry(other) == generate_latest(other)
+
+
 def test_prometheus_timeout_header_shortens_the_deadline():
     with RawServer(stalls) as target:
         config = {"targets": [{"name": "slow", "url": target.url()}], "limits": {"timeout_seconds": 60, "timeout_margin_seconds": 0.5}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -329,3 +330,72 @@ def test_one_target_that_cannot_be_rendered_costs_only_its_own_series():
     assert 'pharos_scrape_success{target="good"} 1.0' in text
     assert 'pharos_scrape_success{target="bad"} 1.0' in text
     assert "odd=" not in text
+
+
+# --- writing ---------------------------------------------------------------------------------
+def large_answer_config(target) -> dict:
+    """Two targets of ~20,000 series each: a /metrics answer of some 6 MB, more than the kernel's
+    buffers take for a client that reads slowly or not at all."""
+    return {"targets": [{"name": f"t{index}", "url": target.url()} for index in range(2)]}
+
+
+def large_document() -> bytes:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import payloads  # noqa: PLC0415 - the benchmark's documents
+
+    return payloads.body(1400)
+
+
+def slow_reader(port: int) -> socket.socket:
+    """A client whose receive buffer is tiny: a large answer cannot leave in one system call."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def read_answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"the answer ended after {len(body)} of {length} bytes"
+        body += chunk
+    return head, body
+
+
+def test_a_large_answer_reaches_a_slow_reader_whole_twice_on_one_connection():
+    """The head and the body leave in one system call when the socket takes them; the rest goes
+    through the event loop's transport, in order, and the connection stays usable."""
+    with RawServer(serves(large_document())) as target:
+        with running(large_answer_config(target)) as port:
+            client = slow_reader(port)
+            for _ in range(2):
+                client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                time.sleep(0.3)  # the answer waits in the server's buffers meanwhile
+                head, body = read_answer(client)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                assert len(body) > 4 * 2**20, len(body)
+                assert body.endswith(b"\n") and body.count(b"pharos_scrape_success{") == 2
+            client.close()
+
+
+def test_a_client_that_does_not_read_its_answer_is_disconnected():
+    """Past the write timeout the connection is dropped, not kept until the client reads."""
+    with RawServer(serves(large_document())) as target:
+        with running(large_answer_config(target), write_timeout=1.0) as port:
+            client = slow_reader(port)
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(3.0)  # well past the write timeout, nothing read
+            received = 0
+            try:
+                while chunk := client.recv(65536):
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+            client.close()
+            assert received < 4 * 2**20, f"{received} bytes: the answer was still being delivered"

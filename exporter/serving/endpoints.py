@@ -21,7 +21,7 @@ import json
 import logging
 from urllib.parse import urlsplit
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .. import __version__
 from .. import catalogue as c
@@ -70,7 +70,7 @@ class Endpoints:
         exporter = self.exporter
         outcomes = exporter.scrape_all(self._deadline(request), request.cancellation)
         # render() leaves out a family it cannot write, never the page (exporter/exposition.py).
-        body = render([family for outcome in outcomes for family in outcome.families]) + generate_latest(exporter.registry)
+        body = render([family for outcome in outcomes for family in outcome.families]) + exporter.own_metrics()
         return Response(200, CONTENT_TYPE_LATEST, body)
 
     # --- /probe ------------------------------------------------------------------------------
