@@ -98,6 +98,7 @@ class Exporter:
             process=ProcessWatcher(spec.process) if spec.process else None,
             slots=SlotAccount(limits.max_concurrent_per_target),
             labels={c.Label.TARGET: spec.name},
+            application_info=spec.application_info,
         )
 
     def deadline(self, prometheus_timeout: str | None) -> float:

@@ -125,6 +125,7 @@ class Target:
     health: bool = True  # also call the profile's health-check endpoint, where it has one
     process: Process = Process()
     routes: tuple[str, ...] = ()  # declared route templates (/orders/{id}): they beat guessing
+    application_info: bool = False  # also read the profile's application-info endpoint (stargate)
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
 def _target(reader: _Reader, value: Any, path: str, index: int) -> Target:
-    data = reader.mapping(value, path, {"name", "url", "profile", "auth", "tls", "health", "process", "routes"})
+    data = reader.mapping(value, path, {"name", "url", "profile", "auth", "tls", "health", "process", "routes", "application_info"})
     url = reader.typed(data, "url", path, str, "", check_url)
     if not url:
         raise reader.fail(_join(path, "url"), "every target needs a url, e.g. http://127.0.0.1:8080/stats")
@@ -377,16 +378,31 @@ def _target(reader: _Reader, value: Any, path: str, index: int) -> Target:
         reader.typed(process_data, "pid_file", process_path, str, ""),
         reader.typed(process_data, "name", process_path, str, ""),
     )
+    profile = _profile_name(reader, data, "profile", path, DEFAULT_PROFILE)
     return Target(
         name=name,
         url=url,
-        profile=_profile_name(reader, data, "profile", path, DEFAULT_PROFILE),
+        profile=profile,
         auth=_auth(reader, data.get("auth"), _join(path, "auth")),
         tls=read_tls(reader, data.get("tls"), _join(path, "tls")),
         health=reader.typed(data, "health", path, bool, True),
         process=process,
         routes=_routes(reader, data, path),
+        application_info=_application_info(reader, data, path, profile),
     )
+
+
+def _application_info(reader: _Reader, data: dict, path: str, profile: str) -> bool:
+    from .profiles import PROFILES
+
+    enabled = reader.typed(data, "application_info", path, bool, False)
+    if enabled and PROFILES[profile].info is None:
+        having = ", ".join(sorted(name for name, each in PROFILES.items() if each.info is not None))
+        raise reader.fail(
+            _join(path, "application_info"),
+            f"profile {shown(profile)} has no application-info endpoint; remove the key, or use a profile that has one ({having})",
+        )
+    return enabled
 
 
 def _routes(reader: _Reader, data: dict, path: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,12 +23,39 @@ from .cancellation import NEVER, Cancellation
 from .config import Limits
 from .fetch import Fetcher, ScrapeError
 from .process import ProcessWatcher
-from .profiles.base import Profile
+from .profiles.base import ApplicationInfo, Profile
 from .reading import DocumentError, Reading
 from .routes import RouteTable
 from .slots import FairSlots, SlotAccount, SlotUnavailable
 
 log = logging.getLogger("pharos.exporter")
+
+
+class InfoCache:
+    """A target's last application info (Profile.info) and when to ask for it again. Scrapes of
+    one target may overlap: one of them asks, the others use what is kept."""
+
+    def __init__(self) -> None:
+        self.info = ApplicationInfo()
+        self._due: float | None = None  # time.monotonic() of the next request; None: the next scrape
+        self._asking = False
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        """True when this scrape is to ask now; it must then call `settle`."""
+        with self._lock:
+            if self._asking or (self._due is not None and time.monotonic() < self._due):
+                return False
+            self._asking = True
+            return True
+
+    def settle(self, info: ApplicationInfo | None, wait_seconds: float) -> None:
+        """`info` answered (None: the request failed, the last answer stays); ask again in `wait_seconds`."""
+        with self._lock:
+            if info is not None:
+                self.info = info
+            self._due = time.monotonic() + wait_seconds
+            self._asking = False
 
 
 @dataclass
@@ -44,6 +72,8 @@ class Target:
     # A BoundedSemaphore (how targets were built before) is taken for its size.
     slots: SlotAccount = field(default_factory=SlotAccount)
     labels: dict[str, str] = field(default_factory=dict)  # e.g. {"target": "app"} in sidecar mode
+    application_info: bool = False  # also read profile.info (config `application_info`)
+    info_cache: InfoCache = field(default_factory=InfoCache)
 
     def __post_init__(self) -> None:
         if not isinstance(self.slots, SlotAccount):
@@ -152,11 +182,42 @@ class Scraper:
             profile.body,
             cancellation=cancellation,
         )
-        profile.parse(decode(response.body, response.content_type), reading)
+        document = decode(response.body, response.content_type)
+        info = self._application_info(target, deadline, cancellation)
+        if info is None:
+            profile.parse(document, reading)
+        else:
+            profile.parse(document, reading, info=info)
         health_url = target.health_url
         if health_url is not None:
             _read_health(target, health_url, reading, deadline, cancellation)
         return len(response.body)
+
+    def _application_info(self, target: Target, deadline: float, cancellation: Cancellation = NEVER) -> ApplicationInfo | None:
+        """The target's application info, or None where its profile has none or its config leaves
+        it off. One request at most, and only when the kept answer is due for a refresh; a failure
+        keeps the last answer and counts in pharos_exporter_scrape_errors_total, never failing the scrape."""
+        endpoint = target.profile.info
+        if endpoint is None or not target.application_info:
+            return None
+        cache = target.info_cache
+        if not cache.claim():
+            return cache.info
+        info, wait = None, endpoint.retry_seconds
+        url = urljoin(target.url, endpoint.path)
+        # Half the time left at most: the names are a nicety, the health check after them is not.
+        now = time.monotonic()
+        try:
+            response = target.fetcher.fetch(url, now + (deadline - now) / 2, "GET", endpoint.accept, cancellation=cancellation)
+            info, wait = endpoint.parse(decode(response.body, response.content_type)), endpoint.refresh_seconds
+        except (ScrapeError, DocumentError, OverflowError) as error:
+            reason = error.reason if isinstance(error, ScrapeError) else "invalid_document"
+            log.warning("application info %s of %s failed (%s), keeping the last answer: %s", url, target.url, reason, error)
+            if not cancellation.cancelled:
+                self.errors.labels(reason).inc()
+        finally:
+            cache.settle(info, wait)
+        return cache.info
 
 
 def decode(body: bytes, content_type: str):

@@ -17,7 +17,17 @@ The `running system` provider (Pharo; GemStone's `running gem` has the process c
 
 The health check is `POST /operations/health-check` answering `{"status": "PASS"|"WARN"|"FAIL"}`
 with 200, or 503 when FAIL: `application_healthy` (WARN counts as healthy) and the three-state
-`application_health_status{status}`. Reference: docs/reference/Metrics.md and docs/HealthCheck.md in
+`application_health_status{status}`.
+
+Where the target's config sets `application_info: true`, the Application Information plugin's
+`GET /operations/application-info` (media type `application/vnd.stargate.operational-application-info+json`,
+a JWT granting `read:application-info`) gives `runtime_info` its labels: `application.name` and
+`application.version` (the `application` provider), `pharo.image.version` (the `pharo` provider).
+The plugin is disabled by default, and its default providers are `os` and `pharo` only: a label
+whose section is missing stays empty. Everything else it reports (VM build, modules, parameters,
+OS, environment variables) is left out: long, changing or private, none of it belongs in a label.
+
+Reference: docs/reference/Metrics.md, docs/HealthCheck.md and docs/reference/ApplicationInfo.md in
 ba-st/Stargate.
 """
 
@@ -28,12 +38,13 @@ from typing import Any
 
 from .. import catalogue as c
 from ..reading import DocumentError, Reading, mapping, number, sequence, status_code, text
-from .base import HealthCheck, Profile
+from .base import ApplicationInfo, HealthCheck, InfoEndpoint, Profile
 
 MS = 1e-3
 METRICS_MEDIA_TYPE = "application/vnd.stargate.operational-metrics+json;version=1.0.0"
 # The summary needs no permission beyond authentication; the details type needs one more.
 HEALTH_MEDIA_TYPE = "application/vnd.stargate.health-check.summary+json;version=1.0.0"
+APPLICATION_INFO_MEDIA_TYPE = "application/vnd.stargate.operational-application-info+json;version=1.0.0"
 
 MEMORY = "Smalltalk Memory in Bytes"
 GC_TIME = "Garbage Collection Time in Milliseconds"
@@ -67,7 +78,7 @@ _HEALTHY = {"PASS": True, "WARN": True, "FAIL": False}
 _ROUTE_LABELS = ("url", "url_template")
 
 
-def parse(document: Any, reading: Reading) -> None:
+def parse(document: Any, reading: Reading, info: ApplicationInfo = ApplicationInfo()) -> None:
     entries = {}
     for index, entry in enumerate(sequence(document, "$")):
         path = f"$[{index}]"
@@ -95,7 +106,7 @@ def parse(document: Any, reading: Reading) -> None:
         # Rounded so that the derived start time does not wobble between scrapes.
         reading.set(c.START_TIME, float(round(time.time() - uptime)))
     # Before the HTTP rows, which may be many: a target over its series limit keeps its info.
-    reading.info("pharo" if entries.keys() & _PHARO_ONLY else "smalltalk")
+    reading.info("pharo" if entries.keys() & _PHARO_ONLY else "smalltalk", info.runtime_version, info.application, info.application_version)
     for row, path, value in _rows(entries, PROCESSES):
         reading.processes(text(row.get("status"), f"{path}.status"), _priority(row.get("priority"), f"{path}.priority"), value)
     slots = {}
@@ -175,6 +186,29 @@ def parse_health(status_code: int, document: Any, reading: Reading) -> None:
     reading.health_status(status.lower() if healthy or status == "FAIL" else c.HEALTH_FAIL)
 
 
+def parse_application_info(document: Any) -> ApplicationInfo:
+    """The `runtime_info` labels in an application-info document; sections the application did
+    not enable (`application`, `pharo`) leave theirs empty."""
+    document = mapping(document, "$")
+    application = _section(document, "application", "$")
+    image = _section(_section(document, "pharo", "$"), "image", "$.pharo")
+    return ApplicationInfo(
+        runtime_version=_optional_text(image, "version", "$.pharo.image"),
+        application=_optional_text(application, "name", "$.application"),
+        application_version=_optional_text(application, "version", "$.application"),
+    )
+
+
+def _section(parent, key: str, path: str):
+    value = parent.get(key)
+    return {} if value is None else mapping(value, f"{path}.{key}")
+
+
+def _optional_text(section, key: str, path: str) -> str:
+    value = section.get(key)
+    return "" if value is None else text(value, f"{path}.{key}")
+
+
 PROFILE = Profile(
     name="stargate",
     summary="ba-st/Stargate operational metrics: Pharo GC and memory, HTTP requests by URL, health check",
@@ -189,5 +223,6 @@ PROFILE = Profile(
         accept=HEALTH_MEDIA_TYPE,
         readable_statuses=frozenset({200, 503}),
     ),
-    reference="https://github.com/ba-st/Stargate: docs/reference/Metrics.md, docs/HealthCheck.md",
+    info=InfoEndpoint(path="application-info", parse=parse_application_info, accept=APPLICATION_INFO_MEDIA_TYPE),
+    reference="https://github.com/ba-st/Stargate: docs/reference/Metrics.md, docs/HealthCheck.md, docs/reference/ApplicationInfo.md",
 )
