@@ -3,8 +3,9 @@
 Routes: alerts named in `Routing.by_alert` (the Watchdog first of all) go to their own receivers;
 alerts of a service with a `team` go to that team's receiver (critical ones page as usual too);
 everything else by environment, then by severity. Secrets appear only as `*_file` paths that
-Alertmanager reads itself (Alertmanager 0.25 has `api_url_file` for Slack and
-`smtp_auth_password_file`; it has no `url_file` for webhooks yet, so receivers are Slack and mail).
+Alertmanager reads itself (Alertmanager 0.25 has `api_url_file` for Slack, `routing_key_file` for
+PagerDuty and `smtp_auth_password_file`; it has no `url_file` for webhooks yet, so receivers are
+Slack, mail and PagerDuty). What the messages say and link to: `alerts/messages.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Mapping
 
 from pharos_monitoring.exporter.catalogue import Label as L
 
+from . import messages
 from .catalogue import INHIBITIONS, WATCHDOG
+from .messages import Links
 from .model import CRITICAL, SEVERITIES, WARNING, Inhibition, duration_seconds
 from .upstream import ALERTNAME, SEVERITY
 
@@ -26,10 +29,17 @@ class SlackChannel:
 
 
 @dataclass(frozen=True)
+class PagerDuty:
+    routing_key_file: str  # the Events API v2 integration key is a credential
+    url: str = ""  # "" = PagerDuty's own Events API; a test points it at a loopback receiver
+
+
+@dataclass(frozen=True)
 class Receiver:
     name: str
     emails: tuple[str, ...] = ()
     slack: tuple[SlackChannel, ...] = ()
+    pagerduty: tuple[PagerDuty, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,16 +79,9 @@ SEVERITY_INHIBITION = {
     "equal": [L.ENVIRONMENT, L.SERVICE],
 }
 
-SLACK_TITLE = (
-    '[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}{{ end }}] '
-    "{{ .CommonLabels.alertname }} in {{ .CommonLabels.environment }}"
-    "{{ with .CommonLabels.service }} ({{ . }}){{ end }}"
-)
-SLACK_TEXT = """{{ range .Alerts }}*{{ .Annotations.summary }}*
-{{ .Annotations.description }}
-Runbook: {{ .Annotations.runbook_url }}
-{{ range .Labels.SortedPairs }}`{{ .Name }}={{ .Value }}` {{ end }}
-{{ end }}"""
+# Grafana's Slack contact points show the same title and text (alerts/grafana_notifications.py).
+SLACK_TITLE = messages.TITLE
+SLACK_TEXT = messages.SLACK_TEXT
 
 
 def _matcher(label: str, values: list[str]) -> str:
@@ -87,18 +90,40 @@ def _matcher(label: str, values: list[str]) -> str:
     return f'{label}=~"{"|".join(values)}"'
 
 
-def _receiver(receiver: Receiver) -> dict:
+def _receiver(receiver: Receiver, links: Links) -> dict:
     rendered: dict = {"name": receiver.name}
     if receiver.emails:
-        rendered["email_configs"] = [{"to": address, "send_resolved": True} for address in receiver.emails]
+        rendered["email_configs"] = [
+            {
+                "to": address,
+                "send_resolved": True,
+                "headers": {"Subject": messages.MAIL_SUBJECT},
+                "text": messages.mail_text(links),
+                "html": messages.mail_html(links),
+            }
+            for address in receiver.emails
+        ]
+    if receiver.pagerduty:
+        rendered["pagerduty_configs"] = [
+            {
+                "routing_key_file": pager.routing_key_file,
+                **({"url": pager.url} if pager.url else {}),
+                "send_resolved": True,
+                **messages.pagerduty_fields(links),
+            }
+            for pager in receiver.pagerduty
+        ]
     if receiver.slack:
         rendered["slack_configs"] = [
             {
                 "api_url_file": slack.webhook_url_file,
                 "channel": slack.channel,
                 "send_resolved": True,
+                "color": messages.SLACK_COLOR,
+                "fallback": SLACK_TITLE,
                 "title": SLACK_TITLE,
                 "text": SLACK_TEXT,
+                "actions": messages.slack_actions(links),
             }
             for slack in receiver.slack
         ]
@@ -168,6 +193,7 @@ def render(
     timing: Timing = Timing(),
     smtp: Smtp | None = None,
     inhibitions: tuple[Inhibition, ...] = INHIBITIONS,
+    links: Links = Links(),
 ) -> dict:
     config: dict = {}
     if smtp is not None:
@@ -181,5 +207,5 @@ def render(
         "routes": _routes(routing, timing),
     }
     config["inhibit_rules"] = [_inhibit_rule(inhibition) for inhibition in inhibitions] + [SEVERITY_INHIBITION]
-    config["receivers"] = [_receiver(receiver) for receiver in sorted(receivers, key=lambda r: r.name)]
+    config["receivers"] = [_receiver(receiver, links) for receiver in sorted(receivers, key=lambda r: r.name)]
     return config

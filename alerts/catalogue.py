@@ -637,7 +637,40 @@ SWARM_TASK_RESTART_LOOP = Alert(
     cases=_restart_loop_cases,
 )
 
-SWARM_ALERTS = (SWARM_SERVICE_DEGRADED, SWARM_NODE_DOWN, SWARM_TASK_RESTART_LOOP)
+
+
+def _oom_killed_cases(t):
+    labels = _swarm_collector(**{L.SERVICE: "shop_orders", L.NODE: "worker-1"})
+
+    def killed_at(minute: int) -> tuple:
+        """One kill at sample `minute` (a sample a minute; the rule is checked at minute 10, `for` 0s)."""
+        return (Series(c.SWARM_CONTAINER_OOM_KILLS.name, labels, f"0x{minute - 1} 1x50"),)
+
+    return [
+        Case("a container is OOM-killed three minutes before", killed_at(7), (Firing(labels),)),
+        Case("an OOM kill eight minutes before, none since", killed_at(2)),
+        Case("no container OOM-killed", (counter(c.SWARM_CONTAINER_OOM_KILLS.name, labels, 0),)),
+        # The exporter counts the OOM-killed containers the engine still lists when it starts.
+        Case("kills from before the exporter started", (gauge(c.SWARM_CONTAINER_OOM_KILLS.name, labels, 2),)),
+    ]
+
+
+SWARM_CONTAINER_OOM_KILLED = Alert(
+    name="SwarmContainerOOMKilled",
+    severity=WARNING,
+    # An OOM kill is an event: it fires at once and resolves one rate window after the last one.
+    for_="0s",
+    expr=lambda t: q.above(q.over_time("increase", q.selector(c.SWARM_CONTAINER_OOM_KILLS.name), r.WINDOW), 0),
+    summary="A container of swarm service {label.SERVICE} was OOM-killed on {label.NODE}",
+    description=(
+        "The kernel's OOM killer ended a task container of {label.SERVICE} on {label.NODE} in {label.ENVIRONMENT} "
+        "within the last 5 minutes: the task used all the memory its limit (or the node) allows, and the swarm "
+        "replaces it, losing whatever it was doing."
+    ),
+    cases=_oom_killed_cases,
+)
+
+SWARM_ALERTS = (SWARM_SERVICE_DEGRADED, SWARM_NODE_DOWN, SWARM_TASK_RESTART_LOOP, SWARM_CONTAINER_OOM_KILLED)
 ALERTS = ALERTS + SWARM_ALERTS
 
 # Error-budget burn rates of the services with objectives (alerts/slo.py; the stack file declares them).
@@ -874,36 +907,83 @@ SERVICE_VANISHED = Alert(
 ALERTS = ALERTS + (SERVICE_VANISHED,)
 
 
+def declared_targets(declared: r.ExpectedInstances, count: int) -> tuple[Series, ...]:
+    """`up` of `count` targets of a service that declares `expected_instances`."""
+    return tuple(
+        gauge(UP.name, {L.JOB: declared.service, L.INSTANCE: f"{declared.service}-{n}:8080", **declared.labels}, 1) for n in range(1, count + 1)
+    )
+
+
+def declared_count_cases(declared: r.ExpectedInstances) -> list[Case]:
+    """Cases for one service whose stack file declares `expected_instances`: fewer targets (one
+    fewer, none at all) fire, as many stay quiet. The declared count is not among the series:
+    the catalogue's cases add it, `pharos build`'s tests load the rule file it wrote (alerts/expected_instances.py)."""
+    fewer = sorted({declared.count - 1, 0}, reverse=True)
+    return [
+        *(
+            Case(
+                f"{count} of the {declared.count} declared instances of {declared.service} are targets",
+                declared_targets(declared, count),
+                (Firing(declared.labels, count),),
+            )
+            for count in fewer
+        ),
+        Case(f"all {declared.count} declared instances of {declared.service} are targets", declared_targets(declared, declared.count)),
+    ]
+
+
 def _targets_missing_cases(t):
     desired = gauge(c.SWARM_SERVICE_DESIRED.name, _swarm_collector(**{L.SERVICE: "shop_orders"}), 3)
+    declared = r.ExpectedInstances(_ENV, "billing", 3, team="payments")
+    record = gauge(r.EXPECTED_INSTANCES_RECORD, declared.labels, declared.count)
 
-    def targets(count: int) -> tuple:
-        return tuple(gauge(UP.name, _probed("shop_orders", n), 1) for n in range(1, count + 1))
+    def targets(count: int, service: str = "shop_orders") -> tuple:
+        return tuple(gauge(UP.name, _probed(service, n), 1) for n in range(1, count + 1))
 
     return [
         Case("two targets of a swarm service that should run three tasks", (desired,) + targets(2), (Firing(_service("shop_orders"), 2),)),
         Case("as many targets as desired tasks", (desired,) + targets(3)),
         Case("a swarm service that is not scraped", (desired,)),
+        *(Case(case.title, (record,) + case.series, case.firing) for case in declared_count_cases(declared)),
+        # The stack file knows the service better than the swarm: its count wins where both are.
+        Case(
+            "a declared count of two wins over three desired tasks",
+            (desired, gauge(r.EXPECTED_INSTANCES_RECORD, _service("shop_orders"), 2)) + targets(2),
+        ),
     ]
 
+
+# Expected: the count the stack file declares (`expected_instances`, a recorded constant), or else
+# the tasks the swarm should run (the exporter's swarm collector).
+_EXPECTED = q.max_by(
+    (L.ENVIRONMENT, L.SERVICE),
+    q.binary(r.expected_instances(), "or", q.selector(c.SWARM_SERVICE_DESIRED.name), f"on ({L.ENVIRONMENT}, {L.SERVICE})"),
+)
 
 SERVICE_TARGETS_MISSING = Alert(
     name="PharosServiceTargetsMissing",
     severity=WARNING,
     for_="10m",
-    # Expected: the tasks the swarm should run (the exporter's swarm collector). A service without
-    # any target left is PharosServiceVanished's.
+    # Targets now, or 0 for a declared service without any: a declared service is meant to be
+    # scraped, so none at all is missing too (PharosServiceVanished pages as well if it had some
+    # within the hour). A swarm service without targets may just not be opted in: not counted.
     expr=lambda t: q.binary(
-        q.count_by(r.SERVICE_LEVEL, _APPLICATION_UP),
+        q.binary(
+            q.count_by(r.SERVICE_LEVEL, _APPLICATION_UP),
+            "or",
+            q.binary(r.expected_instances(), "*", 0),
+            f"on ({L.ENVIRONMENT}, {L.SERVICE})",
+        ),
         "<",
-        q.max_by((L.ENVIRONMENT, L.SERVICE), q.selector(c.SWARM_SERVICE_DESIRED.name)),
+        _EXPECTED,
         f"on ({L.ENVIRONMENT}, {L.SERVICE}) group_left ()",
     ),
     summary="Prometheus scrapes only {value:count} targets of {label.SERVICE} in {label.ENVIRONMENT}",
     description=(
-        "Prometheus has {value:count} scrape targets for {label.SERVICE} in {label.ENVIRONMENT}, fewer than the "
-        "tasks the swarm should run, for 10 minutes: tasks do not run, or run without being discovered "
-        "(not on the monitoring network, not running yet, or without the pharos.scrape label)."
+        "Prometheus has {value:count} scrape targets for {label.SERVICE} in {label.ENVIRONMENT}, fewer than expected "
+        "(the stack file's expected_instances, or else the tasks the swarm should run), for 10 minutes: instances "
+        "do not run, or run without being discovered (a file_sd list short of entries; a task not on the "
+        "monitoring network, not running yet, or without the pharos.scrape label)."
     ),
     cases=_targets_missing_cases,
 )

@@ -15,11 +15,12 @@ from typing import Mapping
 from . import slo
 from .catalogue import ALERTS
 from .model import Alert
-from .recording import RECORDINGS, WINDOW
+from .recording import RECORDINGS, WINDOW, ExpectedInstances, expected_instances_rules
 
 ALERTS_FILE = "pharos-alerts.yml"
 RECORDING_FILE = "pharos-recording.yml"
 SLO_FILE = "pharos-slo.yml"  # only for an environment whose services have objectives
+EXPECTED_FILE = "pharos-expected-instances.yml"  # only for an environment whose services declare expected_instances
 
 # Every range selector of the catalogue is `[WINDOW]` (tests/test_local_stack.py checks it).
 _CATALOGUE_RANGE = re.compile(r"\[" + re.escape(WINDOW) + r"\]")
@@ -57,13 +58,22 @@ def alerting_rules(environment: str, runbook_base: str, tuning: Tuning = Tuning(
     return {"groups": [{"name": "pharos.alerts", "rules": rules}]}
 
 
-def rule_files(environment: str, runbook_base: str, tuning: Tuning = Tuning(), objectives: tuple[slo.Objective, ...] = ()) -> dict[str, dict]:
+def rule_files(
+    environment: str,
+    runbook_base: str,
+    tuning: Tuning = Tuning(),
+    objectives: tuple[slo.Objective, ...] = (),
+    expected: tuple[ExpectedInstances, ...] = (),
+) -> dict[str, dict]:
     """File name -> content of every rule file for one environment's Prometheus. The objectives'
-    windows are fixed spans (alerts/slo.py): tuning the rate window leaves them as they are."""
+    windows are fixed spans (alerts/slo.py): tuning the rate window leaves them as they are.
+    `expected`: the instance counts the stack file declares (alerts/recording.py)."""
     files = {
         ALERTS_FILE: alerting_rules(environment, runbook_base, tuning),
         RECORDING_FILE: recording_rules(tuning),
     }
     if objectives:
         files[SLO_FILE] = slo.rule_file(objectives)
+    if expected:
+        files[EXPECTED_FILE] = expected_instances_rules(expected)
     return files

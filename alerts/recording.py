@@ -110,6 +110,38 @@ MEMORY_USED_RATIO = Recording(
     "Used fraction of each memory space that has a limit (spaces without one have no series).",
 )
 
+# --- instances a service should have, as the stack file declares them ---------------------------
+# `expected_instances: N` of a service (pharos/config/stack_config.py) becomes one constant series
+# per service, in its own rule file: the catalogue's PharosServiceTargetsMissing reads it, before
+# the swarm's desired replicas, without knowing which services the stack declares.
+EXPECTED_INSTANCES_RECORD = "service:pharos_instances_expected:count"
+
+
+@dataclass(frozen=True)
+class ExpectedInstances:
+    environment: str
+    service: str
+    count: int
+    team: str = ""  # the service's team label, so that its alert still reaches the team
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {L.ENVIRONMENT: self.environment, L.SERVICE: self.service, **({L.TEAM: self.team} if self.team else {})}
+
+
+def expected_instances(*matchers: q.Matcher) -> q.Expr:
+    return q.selector(EXPECTED_INSTANCES_RECORD, *matchers)
+
+
+def expected_instances_rules(declared: tuple[ExpectedInstances, ...]) -> dict:
+    """The rule file of the declared counts: `vector(N)` with the service's labels, one per service."""
+    rules = [
+        {"record": EXPECTED_INSTANCES_RECORD, "expr": str(q.vector(each.count)), "labels": each.labels}
+        for each in sorted(declared, key=lambda each: (each.environment, each.service))
+    ]
+    return {"groups": [{"name": "pharos.expected_instances", "rules": rules}]}
+
+
 # Evaluation order matters: a record is computed from those above it within the same group.
 RECORDINGS = (
     INSTANCE_UNAVAILABLE,

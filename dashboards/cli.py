@@ -12,6 +12,7 @@ from pathlib import Path
 DEFAULT_FOLDER = "Pharos"
 _DURATION = re.compile(r"^(?:now)?-?(\d+)([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+FLEET_HELP = "for a Grafana with the fleet's global store: show the environment variable (hidden otherwise: the data source is the environment)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     build = actions.add_parser("build", help="write every dashboard as Grafana JSON (<uid>.json)")
     build.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory for the JSON files (created if missing)")
+    build.add_argument("--fleet", action="store_true", help=FLEET_HELP)
     build.set_defaults(run=run_build)
 
     push = actions.add_parser(
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     push.add_argument("--url", required=True, metavar="URL", help="Grafana's root URL, e.g. http://grafana:3000 or https://host/grafana")
     push.add_argument("--folder", default=DEFAULT_FOLDER, metavar="NAME", help=f"folder to put the dashboards in (default {DEFAULT_FOLDER})")
     push.add_argument("--token-file", type=Path, metavar="FILE", help="file holding a service-account token (instead of GRAFANA_TOKEN)")
+    push.add_argument("--fleet", action="store_true", help=FLEET_HELP)
     push.set_defaults(run=run_push)
 
     render = actions.add_parser("render", help="draw each dashboard to a PNG with live data from Prometheus, without Grafana")
@@ -58,11 +61,11 @@ def _variable(text: str) -> tuple[str, list[str]]:
     return name.strip(), [value.strip() for value in values.split(",")]
 
 
-def _json_dashboards(only: list[str] | None = None) -> list[dict]:
+def _json_dashboards(only: list[str] | None = None, fleet: bool = False) -> list[dict]:
     from pharos_monitoring import dashboards
     from pharos_monitoring.dashboards import house
 
-    built = [json.loads(house.to_json(dashboard)) for dashboard in dashboards.build_all()]
+    built = [json.loads(house.to_json(dashboard)) for dashboard in dashboards.build_all(fleet)]
     if only:
         known = [board["uid"] for board in built]
         unknown = [uid for uid in only if uid not in known]
@@ -74,7 +77,7 @@ def _json_dashboards(only: list[str] | None = None) -> list[dict]:
 
 def run_build(args: argparse.Namespace) -> int:
     from pharos_monitoring import dashboards
-    for path in dashboards.write_all(args.out):
+    for path in dashboards.write_all(args.out, args.fleet):
         print(path)
     return 0
 
@@ -84,7 +87,7 @@ def run_push(args: argparse.Namespace) -> int:
 
     try:
         credentials = push.credentials_from(args.token_file)
-        pushed = push.push_all(args.url, args.folder, _json_dashboards(), credentials)
+        pushed = push.push_all(args.url, args.folder, _json_dashboards(fleet=args.fleet), credentials)
     except push.PushError as error:
         print(f"pharos dashboards push: {error}", file=sys.stderr)
         return 1

@@ -7,6 +7,11 @@ dashboard:
 - the Prometheus datasource is a variable (`${datasource}`), and every other variable is named
   after the label it filters (`$environment`, `$service`, `$instance`), so a selector is built from
   label names alone (`scoped`);
+- every query is limited to the environments selected and keeps them apart (`environment` in
+  every grouping), so that the same query serves one environment's Prometheus and the fleet's
+  global store, where all environments sit side by side. The environment variable is shown only
+  on dashboards built for a fleet (`environment_variable`): on one environment's Prometheus the
+  data source already is the environment, and a second picker would show it twice;
 - only modern panel types (TimeSeries, Stat, Table, StateTimeline), with the options Grafana 10+
   expects filled in through grafanalib's `extraJson`;
 - a panel compared with an alert draws the alert's threshold as a dashed red series, computed in
@@ -76,14 +81,23 @@ SWARM_UID = "pharos-swarm"
 
 # --- variables -----------------------------------------------------------------------------------
 def datasource_variable() -> g.Template:
-    # An empty current value lets Grafana take the default Prometheus datasource.
-    return g.Template(name=DATASOURCE_VARIABLE, label="Prometheus", query="prometheus", type="datasource", default="")
+    # An empty current value lets Grafana take the default data source: the environment's
+    # Prometheus. Any other Prometheus-type source can be chosen, the fleet's global store too
+    # (VictoriaMetrics answers Prometheus' query API).
+    return g.Template(name=DATASOURCE_VARIABLE, label="Data source", query="prometheus", type="datasource", default="")
 
 
 def label_variable(
-    label: str, title: str, source: c.Metric, within: Sequence[str] = (), multi: bool = False, extra: Iterable[q.Matcher] = ()
+    label: str,
+    title: str,
+    source: c.Metric,
+    within: Sequence[str] = (),
+    multi: bool = False,
+    extra: Iterable[q.Matcher] = (),
+    shown: bool = True,
 ) -> g.Template:
-    """A variable named after `label`, listing its values on `source` within the variables `within`."""
+    """A variable named after `label`, listing its values on `source` within the variables `within`.
+    A multi-value variable offers "All" and selects it by default."""
     query = f"label_values({scoped(source.name, *within, extra=extra)}, {label})"
     return g.Template(
         name=label,
@@ -95,12 +109,33 @@ def label_variable(
         includeAll=multi,
         sort=g.SORT_ALPHA_IGNORE_CASE_ASC,
         default="",
+        hide=g.SHOW if shown else g.HIDE_VARIABLE,
     )
+
+
+def environment_variable(source: c.Metric, fleet: bool, multi: bool = False, extra: Iterable[q.Matcher] = ()) -> g.Template:
+    """`$environment`, listing the environments that have `source`.
+
+    Built for a fleet (`fleet=True`), it is shown: on the global store it lists every environment,
+    and a multi-value one selects them all by default, side by side. Built for one environment's
+    Prometheus, it is hidden, as a multi-cluster mixin hides its cluster variable: the data source
+    already is the environment, a second picker would only show it again. Hidden, it still takes
+    its value (the one environment, or what a link's `var-environment` says), so every query and
+    link works the same on both kinds of data source.
+    """
+    return label_variable(L.ENVIRONMENT, "Environment", source, multi=multi, extra=extra, shown=fleet)
 
 
 def scoped(name: str, *labels: str, extra: Iterable[q.Matcher] = ()) -> q.Expr:
     """`name{label=~"$label", ...}`: a selector limited to what the dashboard's variables select."""
     return q.selector(name, *(q.matches(label, "$" + label) for label in labels), *extra)
+
+
+def selected_or_unlabelled(label: str) -> q.Matcher:
+    """`label=~"$label|"`: the selected values, and series without the label. A Prometheus' alerts
+    on aggregates (the Watchdog) have no `environment` on its own data source; in the global store
+    they have it (the `environment` external label is added on remote write)."""
+    return q.matches(label, "$" + label + "|")
 
 
 # --- alert thresholds ----------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The exporter's view of every target (readable, how fast, why not), Prometheus' v
 jobs and rule groups, Prometheus' own health (configuration, storage, ingestion, alert sending,
 service discovery), and Alertmanager's configuration and deliveries. A gap here explains a gap
 everywhere else.
+
+Every series is that of the environments selected, and every line is one environment's: on the
+fleet's global store each environment's Prometheus and Alertmanager are shown side by side, never
+added together (an Alertmanager two environments scrape would otherwise count twice).
 """
 
 from __future__ import annotations
@@ -22,24 +26,31 @@ from . import upstream as u
 UID = h.PIPELINE_HEALTH_UID
 TITLE = "Pharos / Pipeline health"
 SCOPE = (L.ENVIRONMENT,)
-TARGET = (L.SERVICE, L.INSTANCE, L.TARGET)
-TARGET_LEGEND = h.legend_for(L.SERVICE, L.INSTANCE, L.TARGET)
+ENV = (L.ENVIRONMENT,)  # in every grouping: environments side by side, never added together
+ENV_LEGEND = h.legend_for(L.ENVIRONMENT)
+TARGET = (L.ENVIRONMENT, L.SERVICE, L.INSTANCE, L.TARGET)
+TARGET_LEGEND = h.legend_for(*TARGET)
 NOTIFICATIONS_FAILING = h.AlertThreshold(alerts.NOTIFICATIONS_FAILING, "ratio")
 READABLE = ((1, "readable", h.GREEN), (0, "failing", h.RED))
 RELOADED = ((1, "loaded", h.GREEN), (0, "reload failed", h.RED))
 FAILURES = h.steps((None, h.GREEN), (1, h.RED))
 # `rule_group` is `<rules file path>;<group>`: legends show the group's name, not a cut-off path.
 GROUP_NAME = "group_name"
-GROUP_LEGEND = h.legend_for(GROUP_NAME)
+GROUP_LEGEND = h.legend_for(L.ENVIRONMENT, GROUP_NAME)
+
+
+def _own(name: str, *extra: q.Matcher) -> q.Expr:
+    """Series of the environments selected: the exporters', and Prometheus' and Alertmanager's own
+    (their scrape jobs carry the `environment` label, pharos/config/prometheus_config.py)."""
+    return h.scoped(name, *SCOPE, extra=extra)
 
 
 def _exporter(metric: c.Metric, *extra: q.Matcher) -> q.Expr:
-    return h.scoped(metric.name, *SCOPE, extra=extra)
+    return _own(metric.name, *extra)
 
 
 def _rate(name: str, by) -> q.Expr:
-    # Prometheus' and Alertmanager's own series: this datasource's, whatever their labels.
-    return q.sum_by(by, q.rate(q.selector(name), h.RATE_WINDOW))
+    return q.sum_by(ENV + tuple(by), q.rate(_own(name), h.RATE_WINDOW))
 
 
 def _by_group_name(expr: q.Expr) -> q.Expr:
@@ -47,10 +58,18 @@ def _by_group_name(expr: q.Expr) -> q.Expr:
 
 
 def _total(metric) -> q.Expr:
-    return q.aggregate("sum", q.selector(metric.name))
+    return q.sum_by(ENV, _own(metric.name))
 
 
-def build():
+def _firing_alerts() -> q.Expr:
+    """Firing alerts by environment and name. The Watchdog has no `environment` on its own
+    Prometheus (it fires on no series), and in the global store it keeps `replica` (one per
+    replica of a pair, for the fleet's rules): each alert counts once whatever the data source."""
+    firing = q.selector(u.ALERTS.name, q.eq(u.ALERT_STATE, u.FIRING), h.selected_or_unlabelled(L.ENVIRONMENT))
+    return q.count_by((L.ENVIRONMENT, ALERTNAME), q.aggregate("group", firing, without=(L.REPLICA,)))
+
+
+def build(fleet: bool = False):
     layout = h.Layout()
 
     layout.section("Exporter")
@@ -78,7 +97,7 @@ def build():
         h.timeseries(
             "Failing targets by reason",
             "Targets whose last fetch failed, by reason (reasons at 0 are hidden: nothing drawn is good).",
-            [h.target(q.sum_by((c.Label.REASON,), _exporter(c.SCRAPE_ERROR)), h.legend_for(c.Label.REASON))],
+            [h.target(q.sum_by(ENV + (c.Label.REASON,), _exporter(c.SCRAPE_ERROR)), h.legend_for(L.ENVIRONMENT, c.Label.REASON))],
             h.COUNT,
             stacked=True,
         ),
@@ -89,7 +108,7 @@ def build():
         h.timeseries(
             "Fetches by result",
             "Fetches of targets per second across all exporters, by profile and result.",
-            [h.target(q.sum_by((c.Label.PROFILE, c.Label.RESULT), q.rate(_exporter(c.EXPORTER_SCRAPES), h.RATE_WINDOW)), h.legend_for(c.Label.PROFILE, c.Label.RESULT))],
+            [h.target(q.sum_by(ENV + (c.Label.PROFILE, c.Label.RESULT), q.rate(_exporter(c.EXPORTER_SCRAPES), h.RATE_WINDOW)), h.legend_for(L.ENVIRONMENT, c.Label.PROFILE, c.Label.RESULT))],
             h.PER_SECOND,
         ),
         8,
@@ -111,7 +130,7 @@ def build():
         h.timeseries(
             "Scrape targets down, per job",
             "Targets of each job whose last scrape by Prometheus failed.",
-            [h.target(q.sum_by((L.JOB,), q.binary(1, "-", q.selector(UP.name))), h.legend_for(L.JOB))],
+            [h.target(q.sum_by(ENV + (L.JOB,), q.binary(1, "-", _own(UP.name))), h.legend_for(L.ENVIRONMENT, L.JOB))],
             h.COUNT,
         ),
         8,
@@ -121,7 +140,7 @@ def build():
         h.timeseries(
             "Scrape duration, slowest target per job",
             "How long Prometheus' scrapes take; close to the scrape timeout means scrapes are about to fail.",
-            [h.target(q.max_by((L.JOB,), q.selector(u.SCRAPE_DURATION.name)), h.legend_for(L.JOB))],
+            [h.target(q.max_by(ENV + (L.JOB,), _own(u.SCRAPE_DURATION.name)), h.legend_for(L.ENVIRONMENT, L.JOB))],
             h.SECONDS,
         ),
         8,
@@ -131,7 +150,7 @@ def build():
         h.timeseries(
             "Firing alerts by name",
             "Alerts Prometheus fires. Watchdog always fires: its absence means alerting is broken.",
-            [h.target(q.count_by((ALERTNAME,), q.selector(u.ALERTS.name, q.eq(u.ALERT_STATE, u.FIRING))), h.legend_for(ALERTNAME))],
+            [h.target(_firing_alerts(), h.legend_for(L.ENVIRONMENT, ALERTNAME))],
             h.COUNT,
         ),
         8,
@@ -155,8 +174,8 @@ def build():
                 h.target(
                     _by_group_name(
                         q.divide(
-                            q.max_by((u.RULE_GROUP,), q.selector(u.RULE_GROUP_DURATION.name)),
-                            q.max_by((u.RULE_GROUP,), q.selector(u.RULE_GROUP_INTERVAL.name)),
+                            q.max_by(ENV + (u.RULE_GROUP,), _own(u.RULE_GROUP_DURATION.name)),
+                            q.max_by(ENV + (u.RULE_GROUP,), _own(u.RULE_GROUP_INTERVAL.name)),
                         )
                     ),
                     GROUP_LEGEND,
@@ -185,8 +204,8 @@ def build():
             "Whether Prometheus' and Alertmanager's last configuration reload succeeded. After a failed reload both keep "
             "running the previous configuration: a change you made is not in effect.",
             [
-                h.target(q.aggregate("min", q.selector(au.CONFIG_RELOAD_SUCCESSFUL.name)), "Prometheus"),
-                h.target(q.aggregate("min", q.selector(au.ALERTMANAGER_CONFIG_RELOAD_SUCCESSFUL.name)), "Alertmanager", ref="B"),
+                h.target(q.aggregate("min", _own(au.CONFIG_RELOAD_SUCCESSFUL.name), by=ENV), ENV_LEGEND + " Prometheus"),
+                h.target(q.aggregate("min", _own(au.ALERTMANAGER_CONFIG_RELOAD_SUCCESSFUL.name), by=ENV), ENV_LEGEND + " Alertmanager", ref="B"),
             ],
             RELOADED,
         ),
@@ -197,7 +216,7 @@ def build():
         h.timeseries(
             "Series in the head block",
             "Series Prometheus holds in memory; a sudden climb is a label with too many values (memory follows it).",
-            [h.target(_total(u.HEAD_SERIES), "head series")],
+            [h.target(_total(u.HEAD_SERIES), ENV_LEGEND + " head series")],
             h.COUNT,
         ),
         8,
@@ -207,7 +226,7 @@ def build():
         h.timeseries(
             "Samples ingested per second",
             "Samples Prometheus appends per second; a drop with unchanged targets means scrapes are failing or slower.",
-            [h.target(q.aggregate("sum", q.rate(q.selector(u.HEAD_SAMPLES_APPENDED.name), h.RATE_WINDOW)), "samples/s")],
+            [h.target(q.sum_by(ENV, q.rate(_own(u.HEAD_SAMPLES_APPENDED.name), h.RATE_WINDOW)), ENV_LEGEND + " samples/s")],
             h.PER_SECOND,
         ),
         8,
@@ -218,9 +237,9 @@ def build():
             "Storage failures in the time range",
             "Failed compactions, write-ahead-log writes (samples lost) and block reloads over the dashboard's time range (0 is good).",
             [
-                h.target(q.aggregate("sum", q.Expr(f"increase({q.selector(au.TSDB_COMPACTIONS_FAILED.name)}[$__range])")), "compactions"),
-                h.target(q.aggregate("sum", q.Expr(f"increase({q.selector(au.TSDB_WAL_WRITES_FAILED.name)}[$__range])")), "WAL writes", ref="B"),
-                h.target(q.aggregate("sum", q.Expr(f"increase({q.selector(au.TSDB_RELOADS_FAILED.name)}[$__range])")), "block reloads", ref="C"),
+                h.target(q.sum_by(ENV, q.over_time("increase", _own(au.TSDB_COMPACTIONS_FAILED.name), "$__range")), ENV_LEGEND + " compactions"),
+                h.target(q.sum_by(ENV, q.over_time("increase", _own(au.TSDB_WAL_WRITES_FAILED.name), "$__range")), ENV_LEGEND + " WAL writes", ref="B"),
+                h.target(q.sum_by(ENV, q.over_time("increase", _own(au.TSDB_RELOADS_FAILED.name), "$__range")), ENV_LEGEND + " block reloads", ref="C"),
             ],
             h.COUNT,
             FAILURES,
@@ -234,8 +253,8 @@ def build():
             "Alerts sent to Alertmanager",
             "Alerts Prometheus sends per second, and the sends that failed, per Alertmanager (failures hidden while at 0).",
             [
-                h.target(_rate(au.NOTIFICATIONS_SENT.name, (au.ALERTMANAGER_URL,)), h.legend_for(au.ALERTMANAGER_URL) + " sent"),
-                h.target(_rate(au.NOTIFICATIONS_ERRORS.name, (au.ALERTMANAGER_URL,)), h.legend_for(au.ALERTMANAGER_URL) + " failed", ref="B"),
+                h.target(_rate(au.NOTIFICATIONS_SENT.name, (au.ALERTMANAGER_URL,)), h.legend_for(L.ENVIRONMENT, au.ALERTMANAGER_URL) + " sent"),
+                h.target(_rate(au.NOTIFICATIONS_ERRORS.name, (au.ALERTMANAGER_URL,)), h.legend_for(L.ENVIRONMENT, au.ALERTMANAGER_URL) + " failed", ref="B"),
             ],
             h.PER_SECOND,
         ),
@@ -246,7 +265,7 @@ def build():
         h.timeseries(
             "Alert queue towards Alertmanager vs. capacity",
             "Share of Prometheus' notification queue in use; when full, new alerts are dropped.",
-            [h.target(q.divide(_total(au.NOTIFICATIONS_QUEUE_LENGTH), _total(au.NOTIFICATIONS_QUEUE_CAPACITY)), "queue")],
+            [h.target(q.divide(_total(au.NOTIFICATIONS_QUEUE_LENGTH), _total(au.NOTIFICATIONS_QUEUE_CAPACITY)), ENV_LEGEND + " queue")],
             h.RATIO,
         ),
         8,
@@ -257,8 +276,8 @@ def build():
             "Service discovery",
             "Targets service discovery finds, per scrape job, and discovery configurations that failed to load (hidden while 0).",
             [
-                h.target(q.sum_by((u.SD_CONFIG,), q.selector(u.SD_DISCOVERED_TARGETS.name)), h.legend_for(u.SD_CONFIG)),
-                h.target(_total(u.SD_FAILED_CONFIGS), "failed configurations", ref="B"),
+                h.target(q.sum_by(ENV + (u.SD_CONFIG,), _own(u.SD_DISCOVERED_TARGETS.name)), h.legend_for(L.ENVIRONMENT, u.SD_CONFIG)),
+                h.target(_total(u.SD_FAILED_CONFIGS), ENV_LEGEND + " failed configurations", ref="B"),
             ],
             h.COUNT,
         ),
@@ -272,7 +291,7 @@ def build():
         h.timeseries(
             "Notifications by integration",
             "Notifications Alertmanager attempts per second, by integration.",
-            [h.target(notifications, h.legend_for(INTEGRATION))],
+            [h.target(notifications, h.legend_for(L.ENVIRONMENT, INTEGRATION))],
             h.PER_SECOND,
         ),
         8,
@@ -283,9 +302,9 @@ def build():
         h.timeseries(
             "Failed notifications by integration",
             "Share of each integration's notifications that Alertmanager failed to deliver (integrations that sent nothing are left out).",
-            [h.target(q.divide(failed, q.above(notifications, 0)), h.legend_for(INTEGRATION))],
+            [h.target(q.divide(failed, q.above(notifications, 0)), h.legend_for(L.ENVIRONMENT, INTEGRATION))],
             h.RATIO,
-            threshold=(NOTIFICATIONS_FAILING, q.selector(ALERTMANAGER_NOTIFICATIONS.name)),
+            threshold=(NOTIFICATIONS_FAILING, _own(ALERTMANAGER_NOTIFICATIONS.name)),
         ),
         8,
         8,
@@ -294,7 +313,7 @@ def build():
         h.timeseries(
             "Alerts held by Alertmanager",
             "Alerts Alertmanager holds, by state (suppressed: silenced or inhibited).",
-            [h.target(q.sum_by((u.ALERTMANAGER_STATE,), q.selector(u.ALERTMANAGER_ALERTS.name)), h.legend_for(u.ALERTMANAGER_STATE))],
+            [h.target(q.sum_by(ENV + (u.ALERTMANAGER_STATE,), _own(u.ALERTMANAGER_ALERTS.name)), h.legend_for(L.ENVIRONMENT, u.ALERTMANAGER_STATE))],
             h.COUNT,
         ),
         8,
@@ -303,7 +322,7 @@ def build():
 
     variables = [
         h.datasource_variable(),
-        h.label_variable(L.ENVIRONMENT, "Environment", UP, multi=True, extra=(r.APPLICATION_TARGETS,)),
+        h.environment_variable(UP, fleet, multi=True, extra=(r.APPLICATION_TARGETS,)),
     ]
     links = [
         h.link_to("Services overview", h.SERVICES_OVERVIEW_UID, "Every service, worst first"),

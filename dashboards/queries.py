@@ -2,8 +2,11 @@
 
 Template variables are resolved in order, as Grafana does: each `label_values(selector, label)`
 runs with the variables before it already substituted; a multi-value variable selects all its
-values (Grafana's "All"), a single-value one the first value unless one is chosen. Grafana's
-built-in intervals (`$__rate_interval`, `$__interval`, `$__range`) are supplied by the caller.
+values (Grafana's "All"), a single-value one the first value unless one is chosen. Hidden
+variables are resolved like the others (Grafana resolves them too). A selection is written into
+the query as Grafana's Prometheus data source writes it (`format_selection`): several values of a
+multi-value variable as `(a|b)`, each regex-escaped. Grafana's built-in intervals
+(`$__rate_interval`, `$__interval`, `$__range`) are supplied by the caller.
 """
 
 from __future__ import annotations
@@ -71,9 +74,12 @@ def _string_escape(value: str) -> str:
 
 
 def format_selection(selected: Sequence[str], multi: bool) -> str:
-    """How Grafana writes a variable's selection into a Prometheus query."""
+    """How Grafana's Prometheus data source writes a variable's selection into a query
+    (`interpolateQueryExpr`): a multi-value (or All) variable's values regex-escaped, one value as
+    it is, several as `(a|b)`; a single-value variable's value escaped for the string only."""
     if multi:
-        return "(" + "|".join(_regex_escape(value) for value in selected) + ")"
+        escaped = [_regex_escape(value) for value in selected]
+        return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
     return _string_escape(selected[0])
 
 
@@ -103,7 +109,9 @@ def resolve_variables(
         options = prometheus.label_values(match.group("label"), selector, start, end)
         multi = bool(variable.get("multi") or variable.get("includeAll"))
         if name in chosen:
-            selected = list(chosen[name])
+            selected = list(dict.fromkeys(chosen[name]))
+            if len(selected) > 1 and not multi:
+                raise VariableError(f"variable ${name} takes one value, not {', '.join(selected)}: choose one")
             unknown = [value for value in selected if value not in options]
             if unknown:
                 raise VariableError(f"variable ${name}: {', '.join(unknown)} not among its values {options or '(none)'}")

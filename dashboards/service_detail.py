@@ -75,7 +75,7 @@ def _budget_left(kind: str) -> q.Expr:
     return q.binary(1, "-", spent)
 
 
-def build():
+def build(fleet: bool = False):
     layout = h.Layout()
     on_screen = h.scoped(UP.name, *SCOPE)  # every instance selected, whatever state it is in
 
@@ -351,7 +351,9 @@ def build():
 
     variables = [
         h.datasource_variable(),
-        h.label_variable(L.ENVIRONMENT, "Environment", UP, extra=(r.APPLICATION_TARGETS,)),
+        # One environment: a service's routes and instances are read within it (on the global
+        # store too, where the overview compares the environments).
+        h.environment_variable(UP, fleet, extra=(r.APPLICATION_TARGETS,)),
         h.label_variable(L.SERVICE, "Service", UP, within=(L.ENVIRONMENT,), extra=(r.APPLICATION_TARGETS,)),
         h.label_variable(L.INSTANCE, "Instance", UP, within=(L.ENVIRONMENT, L.SERVICE), multi=True, extra=(r.APPLICATION_TARGETS,)),
     ]

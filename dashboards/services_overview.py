@@ -4,6 +4,10 @@ One row per environment and service: instances up out of expected, request rate,
 latency, GC time, memory against its limit and firing alerts, sorted by how close the service is
 to its nearest alert threshold. The graphs below show the same signals over time, each with the
 alert threshold of every environment on screen.
+
+On the fleet's global store the environments sit side by side in one table, worst first: each
+service is judged by its own environment's thresholds (`closeness`), so a service at 90 % of
+production's threshold ranks above one at 50 % of beta's, whatever their raw values.
 """
 
 from __future__ import annotations
@@ -113,7 +117,7 @@ def worst_signal():
     return q.sum_by(BY_SERVICE, q.binary(q.binary(worst, "*", 0), "+", codes, f"on ({SIGNAL}) group_left ()"))
 
 
-def build():
+def build(fleet: bool = False):
     layout = h.Layout()
     layout.section("Fleet")
     stats = (
@@ -194,7 +198,7 @@ def build():
 
     variables = [
         h.datasource_variable(),
-        h.label_variable(L.ENVIRONMENT, "Environment", UP, multi=True, extra=(r.APPLICATION_TARGETS,)),
+        h.environment_variable(UP, fleet, multi=True, extra=(r.APPLICATION_TARGETS,)),
         h.label_variable(L.SERVICE, "Service", UP, within=(L.ENVIRONMENT,), multi=True, extra=(r.APPLICATION_TARGETS,)),
     ]
     links = [

@@ -72,7 +72,7 @@ def _failures_per_minute() -> q.Expr:
     return q.binary(q.sum_by((L.ENVIRONMENT, L.SERVICE, L.NODE), failures), "*", 60)
 
 
-def build():
+def build(fleet: bool = False):
     layout = h.Layout()
 
     layout.section("Nodes")
@@ -308,7 +308,7 @@ def build():
 
     variables = [
         h.datasource_variable(),
-        h.label_variable(L.ENVIRONMENT, "Environment", c.SWARM_NODE_INFO),
+        h.environment_variable(c.SWARM_NODE_INFO, fleet),
         h.label_variable(L.SERVICE, "Service", c.SWARM_SERVICE_INFO, within=(L.ENVIRONMENT,), multi=True),
     ]
     links = [

@@ -79,6 +79,7 @@ class Label:
     ENVIRONMENT = "environment"
     COMPONENT = "component"  # on the monitoring's own jobs (prometheus, alertmanager, pharos-exporter)
     TEAM = "team"  # the team owning a service (stack file), which Alertmanager routes on
+    REPLICA = "replica"  # which Prometheus of an HA pair (external label; kept in the store on the Watchdog only)
     # Docker Swarm: the swarm collector (exporter/swarm.py) and the generated swarm discovery.
     NODE = "node"  # a swarm node's hostname
     NODE_ID = "node_id"
@@ -616,6 +617,14 @@ SWARM_TASK_FAILURES = Metric(
     "swarm_task_failures_total",
     COUNTER,
     "Tasks seen ending failed or rejected since the exporter started, by service and node.",
+    (Label.SERVICE, Label.NODE),
+    _SWARM,
+)
+SWARM_CONTAINER_OOM_KILLS = Metric(
+    "swarm_container_oom_kills_total",
+    COUNTER,
+    "Task containers on the exporter's own node that the kernel's OOM killer ended (the engine's State.OOMKilled), "
+    "each counted once since the exporter started, by service and node.",
     (Label.SERVICE, Label.NODE),
     _SWARM,
 )

@@ -4,14 +4,15 @@
 `SwarmCollector` on the exporter's own registry. Every scrape of `/metrics` reads the engine once,
 through the `docker` package: the nodes, the services with their task counts, every task the
 swarm keeps (current ones and each slot's history) and the health of the task containers on the
-engine's own node. Nodes, services and tasks can only be listed on a manager; elsewhere the reading
+engine's own node, and which of its exited task containers the kernel's OOM killer ended. Nodes,
+services and tasks can only be listed on a manager; elsewhere the reading
 fails with a message that says so, and `pharos_swarm_collector_success` is 0. The CPU, memory and
 network of the task containers on the engine's node are too slow to read during a scrape: a
 background thread reads them (exporter/container_stats.py) and each scrape serves its last reading.
 
 Names and label values come from `exporter/catalogue.py` (the `SWARM_*` entries). The only state
-kept between scrapes is the failure counter: the engine lists a failed task for as long as it keeps
-the slot's history, so each failed task is counted once, by its id.
+kept between scrapes is in the two counters: the engine lists a failed task (and its exited
+container) for as long as it keeps the slot's history, so each is counted once, by its id.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -51,6 +52,7 @@ class SwarmState:
     tasks: list[dict]
     local_node: str  # hostname of the engine the exporter talks to
     containers_by_health: Mapping[str, list[dict]] = field(default_factory=dict)
+    exited_containers: list[dict] = field(default_factory=list)  # task containers of the engine's own node
 
     def service_names(self) -> dict[str, str]:
         return {service["ID"]: service["Spec"]["Name"] for service in self.services}
@@ -76,6 +78,7 @@ def read_state(api) -> SwarmState:
         tasks=api.tasks(),
         local_node=info.get("Name", ""),
         containers_by_health=containers,
+        exited_containers=api.containers(all=True, filters={"label": SERVICE_NAME_LABEL, "status": "exited"}),
     )
 
 
@@ -113,6 +116,45 @@ class FailureCounter:
         return dict(self._totals)
 
 
+class OomKillCounter:
+    """`swarm_container_oom_kills_total`: task containers of the engine's node the OOM killer ended.
+
+    The swarm's task only says "task: non-zero exit (137)", a SIGKILL from whoever sent it; the
+    container's `State.OOMKilled` says it was the kernel's OOM killer, and only the engine that ran
+    the container can be asked. An exited task container never runs again, so each is inspected
+    once (one call per newly exited container, none for the others) and ids the engine no longer
+    lists are forgotten. Every service with a task on this node starts at 0, so that `increase()`
+    sees the first kill."""
+
+    def __init__(self) -> None:
+        self._verdicts: dict[str, tuple[str, bool]] = {}  # container id -> (service, OOM-killed)
+        self._totals: Counter[str] = Counter()
+
+    def update(self, state: SwarmState, inspect: Callable[[str], dict]) -> dict[tuple[str, str], int]:
+        listed = set()
+        for container in state.exited_containers:
+            container_id = container["Id"]
+            listed.add(container_id)
+            if container_id in self._verdicts:
+                continue
+            try:
+                killed = bool((inspect(container_id).get("State") or {}).get("OOMKilled"))
+            except Exception as error:  # noqa: BLE001 - removed in between, or a hiccup: asked again next scrape if still listed
+                log.debug("cannot inspect container %s: %s", container_id[:12], error)
+                continue
+            service = (container.get("Labels") or {}).get(SERVICE_NAME_LABEL, "")
+            self._verdicts[container_id] = (service, killed)
+            self._totals[service] += killed
+        self._verdicts = {key: verdict for key, verdict in self._verdicts.items() if key in listed}
+        services, nodes = state.service_names(), state.node_names()
+        for task in state.tasks:
+            if nodes.get(task.get("NodeID", "")) == state.local_node and task.get("ServiceID", "") in services:
+                self._totals.setdefault(services[task["ServiceID"]], 0)
+        existing = set(services.values())
+        self._totals = Counter({service: total for service, total in self._totals.items() if service in existing})
+        return {(service, state.local_node): total for service, total in sorted(self._totals.items())}
+
+
 def _enum(metric: c.Metric, rows: Iterable[tuple[tuple[str, ...], str]], values: tuple[str, ...]) -> GaugeMetricFamily:
     """An enum-like gauge: for each row (its labels, its current value), 1 for that value, 0 for the others."""
     family = GaugeMetricFamily(metric.name, metric.help, labels=metric.labels)
@@ -128,7 +170,7 @@ def _image(spec: dict) -> str:
     return image.split("@", 1)[0]
 
 
-def families(state: SwarmState, failures: Mapping[tuple[str, str], int]) -> list:
+def families(state: SwarmState, failures: Mapping[tuple[str, str], int], oom_kills: Mapping[tuple[str, str], int] | None = None) -> list:
     """The metric families of one reading (pure: no engine, no clock)."""
     services, nodes = state.service_names(), state.node_names()
     result = []
@@ -202,6 +244,11 @@ def families(state: SwarmState, failures: Mapping[tuple[str, str], int]) -> list
         failed.add_metric([service, node], float(total))
     result.append(failed)
 
+    killed = CounterMetricFamily(c.SWARM_CONTAINER_OOM_KILLS.family, c.SWARM_CONTAINER_OOM_KILLS.help, labels=c.SWARM_CONTAINER_OOM_KILLS.labels)
+    for (service, node), total in sorted((oom_kills or {}).items()):
+        killed.add_metric([service, node], float(total))
+    result.append(killed)
+
     containers = GaugeMetricFamily(c.SWARM_CONTAINERS.name, c.SWARM_CONTAINERS.help, labels=c.SWARM_CONTAINERS.labels)
     for health in c.SWARM_HEALTH_STATES:
         per_service = Counter(container.get("Labels", {}).get(SERVICE_NAME_LABEL, "") for container in state.containers_by_health.get(health, []))
@@ -226,7 +273,8 @@ class SwarmCollector:
         self._api = None
         self._container_stats = ContainerStats(lambda: self._new_client(container_stats_workers), container_stats_interval, container_stats_workers)
         self._failures = FailureCounter()
-        # One reading at a time: it guards the failure counter, and two concurrent scrapes
+        self._oom_kills = OomKillCounter()
+        # One reading at a time: it guards the counters, and two concurrent scrapes
         # would only double the load on the manager.
         self._lock = threading.Lock()
         self._last_problem = ""
@@ -243,8 +291,9 @@ class SwarmCollector:
         started = time.monotonic()
         with self._lock:
             try:
-                state = read_state(self._client())
-                readings = families(state, self._failures.update(state))
+                api = self._client()
+                state = read_state(api)
+                readings = families(state, self._failures.update(state), self._oom_kills.update(state, api.inspect_container))
                 success = 1.0
                 self._report("")
             except Exception as error:  # noqa: BLE001 - any failure to read becomes success 0, never a 500

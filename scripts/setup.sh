@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything Pharos needs on a fresh Debian 12 machine: the Debian packages `pharos up` and the
-# tests run (Prometheus, Alertmanager, promtool, amtool, node_exporter), a virtual environment in .venv, and the
-# package itself with every extra and the test dependencies, at the versions of constraints.txt.
+# tests run (Prometheus, Alertmanager, promtool, amtool, node_exporter, VictoriaMetrics and
+# vmalert), a virtual environment in .venv, and the package itself with every extra and the test
+# dependencies, at the versions of constraints.txt.
 # Safe to run again; fast when nothing is missing.
 #
 #   scripts/setup.sh                 what the demo and `pharos up` need
@@ -22,6 +23,8 @@ need_debs=()
 command -v prometheus >/dev/null || need_debs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_debs+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null || need_debs+=(prometheus-node-exporter)
+# The fleet's global store and its rules: victoria-metrics ships victoria-metrics and vmalert.
+command -v victoria-metrics >/dev/null || need_debs+=(victoria-metrics)
 if $with_docker; then
     # The Docker tests run their own engine and swarm, with images made from busybox and debootstrap.
     [ -x /usr/sbin/dockerd ] || need_debs+=(docker.io)

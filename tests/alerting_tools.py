@@ -17,7 +17,8 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-a
 
 
 def run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
+    # promtool test rules of the SLO windows (days of series) takes ~2 minutes on a loaded 2-core machine
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> str:
@@ -35,8 +36,9 @@ def route_receivers(config: Path, labels: dict[str, str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_alertmanager(config: Path, workdir: Path):
-    """A real Alertmanager on 127.0.0.1 (port chosen by the kernel); yields its base URL."""
+def running_alertmanager(config: Path, workdir: Path, port: int = 0):
+    """A real Alertmanager on 127.0.0.1 (on `port`, else one chosen by the kernel); yields its base
+    URL. With a port, it is also the external URL, which links in notifications point to."""
     log_path = workdir / "alertmanager.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
@@ -44,7 +46,8 @@ def running_alertmanager(config: Path, workdir: Path):
                 ALERTMANAGER,
                 f"--config.file={config}",
                 f"--storage.path={workdir / 'am-data'}",
-                "--web.listen-address=127.0.0.1:0",
+                f"--web.listen-address=127.0.0.1:{port}",
+                *([f"--web.external-url=http://127.0.0.1:{port}"] if port else []),
                 "--cluster.listen-address=",  # no gossip port: a single instance
             ],
             stdout=log,

@@ -16,7 +16,8 @@ Images (nothing is pulled):
   (PHAROS_TEST_CACHE, else $XDG_CACHE_HOME/pharos-test, else ~/.cache/pharos-test), keyed by a hash
   of their recipe: the first run takes a minute or two, later ones seconds;
 - `pharos_image`: the repository's own Dockerfile built on that base, offline (no extras);
-- `binary_image`: a Debian binary (/usr/bin/prometheus, ...) with the libraries ldd names, on busybox.
+- `binary_image`: a Debian binary (/usr/bin/prometheus, ...) with the libraries ldd names, on busybox
+  (Prometheus, Alertmanager, node_exporter, VictoriaMetrics and vmalert).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ STOP_GRACE = 20.0
 SUITE = "bookworm"
 # What the python base image holds; changing it changes the cache key.
 ROOTFS_RECIPE = {"suite": SUITE, "variant": "minbase", "include": ["python3", "python3-venv", "ca-certificates"], "revision": 1}
-BUSYBOX_APPLETS = ("sh", "sleep", "wget", "cat", "ls", "true", "false", "env", "ps", "httpd")
+# hostname: the compose file's Alertmanager advertises `hostname -i` (the official image's busybox has it).
+BUSYBOX_APPLETS = ("sh", "sleep", "wget", "cat", "ls", "true", "false", "env", "ps", "httpd", "hostname")
 
 
 class EngineError(Exception):
@@ -459,6 +461,16 @@ def alertmanager_image(engine: Engine, tag: str = "local/alertmanager:test") -> 
         engine, tag, shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager", "alertmanager", "/alertmanager",
         files=sorted(str(path) for path in Path(ALERTMANAGER_TEMPLATES).glob("*.tmpl")),
     )
+
+
+def victoria_metrics_image(engine: Engine, tag: str = "local/victoria-metrics:test") -> str:
+    """Debian's VictoriaMetrics single node: `/bin/victoria-metrics`, data in /storage, user nobody."""
+    return binary_image(engine, tag, shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics", "victoria-metrics", "/storage")
+
+
+def vmalert_image(engine: Engine, tag: str = "local/vmalert:test") -> str:
+    """Debian's vmalert: `/bin/vmalert`, user nobody."""
+    return binary_image(engine, tag, shutil.which("vmalert") or "/usr/bin/vmalert", "vmalert", "/data")
 
 
 # --- the python base image, cached ---------------------------------------------------------------

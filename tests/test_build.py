@@ -565,3 +565,102 @@ def test_a_mistake_in_the_ha_section_names_file_and_key(tmp_path: Path, secrets:
     assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(tmp_path / "out")]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- the DNS form of `ha:`: one name for every replica or member (a swarm's tasks.<service>) ------
+HA_DNS_SECTION = {"prometheus": {"dns": "tasks.prometheus:9090", "replicas": 2}, "alertmanager_cluster": {"dns": "tasks.alertmanager:9094", "members": 3}}
+
+
+def ha_dns_stack_data(secrets: Path) -> dict:
+    data = copy.deepcopy(stack_data(secrets))
+    data["intervals"] |= {"group_interval": "5s"}
+    data["environments"]["production"] |= {"alertmanagers": ["tasks.alertmanager:9093"], "ha": copy.deepcopy(HA_DNS_SECTION)}
+    return data
+
+
+def test_ha_by_dns_sends_to_every_address_of_the_name_and_scrapes_every_replica(tmp_path: Path, secrets: Path):
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, ha_dns_stack_data(secrets))), "--out", str(out), "--environment", "production"]) == 0
+    assert_ok(run(PROMTOOL, "check", "config", str(out / "prometheus" / "prometheus.yml")))
+    assert_ok(run(AMTOOL, "check-config", str(out / "alertmanager" / "alertmanager.yml")))
+    config = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    assert config["global"]["external_labels"] == {L.ENVIRONMENT: "production", "replica": "${REPLICA}"}
+    # Every A record of the name is an Alertmanager: every replica sends to every task, wherever it runs.
+    assert config["alerting"] == {
+        "alert_relabel_configs": [{"action": "labeldrop", "regex": "replica"}],
+        "alertmanagers": [{"dns_sd_configs": [{"names": ["tasks.alertmanager"], "type": "A", "port": 9093}]}],
+    }
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["prometheus"]["dns_sd_configs"] == [{"names": ["tasks.prometheus"], "type": "A", "port": 9090}]
+    assert jobs["alertmanager"]["dns_sd_configs"] == [{"names": ["tasks.alertmanager"], "type": "A", "port": 9093}]
+    assert "static_configs" not in jobs["prometheus"] and "static_configs" not in jobs["alertmanager"]
+
+    # One entry for all the tasks behind a name: they share their flags; the slot tells replicas apart.
+    flags = yaml.safe_load((out / "ha.yml").read_text())
+    assert flags["prometheus"] == [
+        {
+            "address": "tasks.prometheus:9090",
+            "environment": {"REPLICA": "{{.Task.Slot}}"},
+            "flags": ["--enable-feature=expand-external-labels", "--web.listen-address=0.0.0.0:9090"],
+            "replicas": 2,
+        }
+    ]
+    assert flags["alertmanager"] == [
+        {
+            "address": "tasks.alertmanager:9093",
+            "cluster_address": "tasks.alertmanager:9094",
+            "flags": [
+                "--web.listen-address=0.0.0.0:9093",
+                "--cluster.listen-address=0.0.0.0:9094",
+                "--cluster.peer=tasks.alertmanager:9094",  # Alertmanager resolves it into every member
+                "--cluster.peer-timeout=2s",  # (3 - 1) x 2 s < group_interval 5 s
+            ],
+            "members": 3,
+        }
+    ]
+
+
+@pytest.mark.parametrize("members, timeout", [(2, "4s"), (3, "2s"), (5, "1s")])
+def test_by_dns_the_peer_timeout_follows_the_member_count(tmp_path: Path, secrets: Path, members: int, timeout: str):
+    data = ha_dns_stack_data(secrets)
+    data["environments"]["production"]["ha"]["alertmanager_cluster"]["members"] = members
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "production"]) == 0
+    assert f"--cluster.peer-timeout={timeout}" in yaml.safe_load((out / "ha.yml").read_text())["alertmanager"][0]["flags"]
+
+
+def test_the_two_forms_mix_a_listed_pair_with_a_cluster_by_dns(tmp_path: Path, secrets: Path):
+    data = ha_dns_stack_data(secrets)
+    data["environments"]["production"]["ha"]["prometheus"] = ["prometheus-1:9090", "prometheus-2:9090"]
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "production"]) == 0
+    assert_ok(run(PROMTOOL, "check", "config", str(out / "prometheus" / "prometheus.yml")))
+    config = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["prometheus-1:9090", "prometheus-2:9090"]}]
+    assert "dns_sd_configs" in config["alerting"]["alertmanagers"][0]
+    assert [r["environment"] for r in yaml.safe_load((out / "ha.yml").read_text())["prometheus"]] == [{"REPLICA": "1"}, {"REPLICA": "2"}]
+
+
+HA_DNS_MISTAKES = [
+    ("environments/production/ha/prometheus/replicas", 1, "environments.production.ha.prometheus.replicas: give how many Prometheus replicas tasks.prometheus:9090 stands for, a whole number of at least 2; got 1"),
+    ("environments/production/ha/prometheus/replicas", _DELETE, "environments.production.ha.prometheus.replicas: give how many Prometheus replicas"),
+    ("environments/production/ha/prometheus/dns", "10.0.0.1:9090", "environments.production.ha.prometheus.dns: '10.0.0.1:9090' is an IP address; give a name that resolves to every Prometheus replica (tasks.<service>:PORT in a swarm)"),
+    ("environments/production/ha/prometheus/dns", "tasks.prometheus", "environments.production.ha.prometheus.dns: 'tasks.prometheus' is not HOST:PORT"),
+    ("environments/production/ha/prometheus", "tasks.prometheus:9090", "environments.production.ha.prometheus: expected a list of Prometheus replica addresses (HOST:PORT each) or {dns: NAME:PORT, replicas: N}, got str"),
+    ("environments/production/ha/alertmanager_cluster/members", "three", "environments.production.ha.alertmanager_cluster.members: give how many Alertmanagers tasks.alertmanager:9094 stands for"),
+    ("environments/production/ha/alertmanager_cluster/peers", "tasks.alertmanager:9094", "environments.production.ha.alertmanager_cluster.peers: unknown key; known keys here: dns, members"),
+    ("environments/production/ha/alertmanager_cluster/dns", "tasks.alertmanager:9093", "must differ from the Alertmanager's web address"),
+    ("environments/production/alertmanagers", ["tasks.alertmanager:9093", "tasks.other:9093"], "environments.production.alertmanagers: with alertmanager_cluster by DNS, list the one name that resolves to every member's web address, e.g. [tasks.alertmanager:9093]"),
+    ("environments/production/alertmanagers", ["10.0.0.1:9093"], "environments.production.alertmanagers: with alertmanager_cluster by DNS, list the one name"),
+    ("intervals/group_interval", "2s", "intervals.group_interval 2s is too short for a cluster of 3"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", HA_DNS_MISTAKES, ids=[f"{m[0]}-{i}" for i, m in enumerate(HA_DNS_MISTAKES)])
+def test_a_mistake_in_the_dns_form_of_ha_names_file_key_and_what_to_write(tmp_path: Path, secrets: Path, capsys, path, value, message):
+    data = ha_dns_stack_data(secrets)
+    _set(data, path, value)
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(tmp_path / "out")]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -40,6 +40,9 @@ def _boards() -> list[dict]:
 
 BOARDS = _boards()
 BY_UID = {board["uid"]: board for board in BOARDS}
+# Built for a Grafana that also has the fleet's global store (`pharos dashboards build --fleet`).
+FLEET_BOARDS = [json.loads(h.to_json(board)) for board in dashboards.build_all(fleet=True)]
+FLEET_BY_UID = {board["uid"]: board for board in FLEET_BOARDS}
 
 
 def _panels(board: dict) -> list[dict]:
@@ -76,8 +79,9 @@ def test_json_is_deterministic_and_sorted(tmp_path):
 
 # --- Grafana's schemas ---------------------------------------------------------------------------
 @pytest.mark.parametrize("uid", EXPECTED_UIDS)
-def test_dashboard_matches_grafana_schemas(uid):
-    assert grafana_schema.dashboard_problems(BY_UID[uid]) == []
+@pytest.mark.parametrize("fleet", [False, True], ids=["one-environment", "fleet"])
+def test_dashboard_matches_grafana_schemas(uid, fleet):
+    assert grafana_schema.dashboard_problems((FLEET_BY_UID if fleet else BY_UID)[uid]) == []
 
 
 def _fails_somewhere(**relaxation) -> bool:
@@ -155,15 +159,60 @@ def test_every_query_uses_the_datasource_variable_and_known_variables(uid):
             assert target["datasource"] == h.DATASOURCE
             used = set(re.findall(r"\$\{?(\w+)", target["expr"])) - {"1"}  # label_replace's capture reference
             assert used <= set(variables) | BUILTINS, f"{panel['title']}: unknown variables {used - set(variables) - BUILTINS}"
-            # Every query is limited to what the variables select (Prometheus' and Alertmanager's
-            # own series on the pipeline dashboard excepted: they are this datasource's).
-            if uid != h.PIPELINE_HEALTH_UID and target["refId"] != h.THRESHOLD_REF:
+            # Every query is limited to the environments selected: on the fleet's global store a
+            # query without it would mix every environment (Prometheus' own series included).
+            if target["refId"] != h.THRESHOLD_REF:
                 assert "$environment" in target["expr"], f"{panel['title']}: not filtered by environment"
 
 
 def test_variables_are_the_issue_s_four():
     assert [v["name"] for v in BY_UID[h.SERVICE_DETAIL_UID]["templating"]["list"]] == ["datasource", "environment", "service", "instance"]
     assert [v["name"] for v in BY_UID[h.SERVICES_OVERVIEW_UID]["templating"]["list"]] == ["datasource", "environment", "service"]
+
+
+def _variable(board: dict, name: str) -> dict:
+    return next(v for v in board["templating"]["list"] if v["name"] == name)
+
+
+@pytest.mark.parametrize("uid", EXPECTED_UIDS)
+def test_the_environment_is_shown_once(uid):
+    """One environment's Prometheus: the data source is the environment, its variable is hidden
+    (still resolved: queries and links use it). The fleet's dashboards show it: the global store
+    holds every environment. Nothing else differs: the same queries serve both data sources."""
+    alone, fleet = BY_UID[uid], FLEET_BY_UID[uid]
+    assert _variable(alone, "environment")["hide"] == 2 and _variable(fleet, "environment")["hide"] == 0
+    assert all(v["hide"] == 0 for v in alone["templating"]["list"] if v["name"] != "environment")
+    for variable in fleet["templating"]["list"]:
+        variable["hide"] = _variable(alone, variable["name"])["hide"]
+    assert fleet == alone
+
+
+@pytest.mark.parametrize("uid, multi", [(h.SERVICES_OVERVIEW_UID, True), (h.PIPELINE_HEALTH_UID, True), (h.SERVICE_DETAIL_UID, False), (h.SWARM_UID, False)])
+def test_overview_and_pipeline_take_several_environments(uid, multi):
+    environment = _variable(FLEET_BY_UID[uid], "environment")
+    assert (environment["multi"], environment["includeAll"]) == (multi, multi)
+    assert environment["current"] == {"selected": False, "tags": [], "text": "", "value": ""}  # "All" or the first, as Grafana picks
+    for panel in _panels(FLEET_BY_UID[uid]):
+        for target in panel["targets"]:
+            assert '!="$environment"' not in target["expr"] and 'environment="$environment"' not in target["expr"], panel["title"]
+
+
+_BY = re.compile(r"\b(?:sum|max|min|avg|count|group)\s*(?:by\s*\(([^)]*)\))?\s*\(")
+
+
+def test_pipeline_keeps_environments_apart():
+    """On the global store, every line of the pipeline dashboard is one environment's: an
+    Alertmanager that two environments scrape is not counted twice, nor two Prometheus added up."""
+    for panel in _panels(BY_UID[h.PIPELINE_HEALTH_UID]):
+        for target in panel["targets"]:
+            if target["refId"] == h.THRESHOLD_REF:
+                continue
+            groupings = _BY.findall(target["expr"])
+            assert groupings, panel["title"]
+            # An aggregation without `by` only inside one that keeps the environment (group without (replica)).
+            assert groupings[0] and all("environment" in by.split(", ") for by in groupings if by), f"{panel['title']}: {target['expr']}"
+            if "{{" in target["legendFormat"]:
+                assert target["legendFormat"].startswith("{{environment}}"), panel["title"]
 
 
 def test_dashboards_link_to_each_other_keeping_time_and_variables():
@@ -294,13 +343,41 @@ def test_renderer_formats_units_as_grafana(value, unit, text):
 
 
 def test_variable_substitution_formats_as_grafana():
+    # Grafana's Prometheus data source (interpolateQueryExpr): several values as (a|b), one as it
+    # is, each regex-escaped; a single-value variable's value escaped for the string only.
     assert queries.format_selection(["production", "alpha"], multi=True) == "(production|alpha)"
-    assert queries.format_selection(["127.0.0.1:9841"], multi=True) == "(127\\\\.0\\\\.0\\\\.1:9841)"
+    assert queries.format_selection(["production"], multi=True) == "production"
+    assert queries.format_selection(["127.0.0.1:9841"], multi=True) == "127\\\\.0\\\\.0\\\\.1:9841"
+    assert queries.format_selection(["127.0.0.1:9841", "a|b"], multi=True) == "(127\\\\.0\\\\.0\\\\.1:9841|a\\\\|b)"
+    assert queries.format_selection(["127.0.0.1:9841"], multi=False) == "127.0.0.1:9841"
     assert queries.substitute('up{job=~"$job", x="${x}"}[$__rate_interval]', {"job": "(a|b)", "x": "y", "__rate_interval": "1m"}) == 'up{job=~"(a|b)", x="y"}[1m]'
     # label_replace's capture references are not variables (Grafana leaves them alone too).
     assert queries.substitute('label_replace(up, "g", "$1", "job", "(.*)")', {}) == 'label_replace(up, "g", "$1", "job", "(.*)")'
     with pytest.raises(queries.VariableError, match=r"\$nope"):
         queries.substitute("up{a=~\"$nope\"}", {})
+
+
+class _Labels:
+    """A data source answering label-value questions only: every environment, service and instance."""
+
+    def label_values(self, label, match, start, end):
+        return {"environment": ["alpha", "beta", "production"], "service": ["orders"], "instance": ["127.0.0.1:1"]}[label]
+
+
+def test_several_environments_are_selected_as_grafana_selects_them():
+    overview, detail = FLEET_BY_UID[h.SERVICES_OVERVIEW_UID], FLEET_BY_UID[h.SERVICE_DETAIL_UID]
+    everything = queries.resolve_variables(overview, _Labels(), 0, 1, {})
+    assert everything.text["environment"] == "(alpha|beta|production)"  # All
+    two = queries.resolve_variables(overview, _Labels(), 0, 1, {}, {"environment": ["beta", "production"]})
+    assert (two.selected["environment"], two.text["environment"]) == (["beta", "production"], "(beta|production)")
+    assert queries.resolve_variables(detail, _Labels(), 0, 1, {}).text["environment"] == "alpha"  # the first
+    with pytest.raises(queries.VariableError, match=r"\$environment takes one value, not beta, production"):
+        queries.resolve_variables(detail, _Labels(), 0, 1, {}, {"environment": ["beta", "production"]})
+
+
+def test_build_with_fleet_writes_the_fleet_dashboards(tmp_path):
+    assert main(["dashboards", "build", "--fleet", "--out", str(tmp_path)]) == 0
+    assert sorted(path.read_text() for path in tmp_path.iterdir()) == sorted(h.to_json(board) for board in dashboards.build_all(fleet=True))
 
 
 # --- readability (issue 14) ----------------------------------------------------------------------

@@ -5,21 +5,20 @@ and `pharos dashboards render` must draw every dashboard from it."""
 from __future__ import annotations
 
 import io
-import json
 import time
 
 import pytest
 
-from pharos_monitoring import dashboards
 from pharos_monitoring.dashboards import house, queries
 from pharos_monitoring.dashboards.prometheus import Prometheus
 from pharos_monitoring.exporter import catalogue as c
+
+from dashboard_checks import APPLICATION_DASHBOARDS, QUERY_WINDOW_SECONDS, dashboards_json, plan, report, without_data
 
 pytestmark = pytest.mark.slow
 
 # Grafana's built-ins as it would set them for a one-hour view of a Prometheus scraping every second.
 BUILTINS = {"__rate_interval": "15s", "__interval": "5s", "__range": "1h"}
-QUERY_WINDOW_SECONDS = 120
 RETRY_SECONDS = 60  # a query may need a little more history than the warm-up gave it
 
 
@@ -44,51 +43,17 @@ def warm_stack(live_stack):
     return live_stack
 
 
-# The dashboards this stack feeds. The Swarm dashboard needs a swarm: tests/test_docker_swarm.py
-# runs its queries against a real one.
-APPLICATION_DASHBOARDS = (house.SERVICES_OVERVIEW_UID, house.SERVICE_DETAIL_UID, house.PIPELINE_HEALTH_UID)
-TESTED_ELSEWHERE = ("pharos-swarm",)
-
-
-def _dashboards_json() -> list[dict]:
-    boards = [json.loads(house.to_json(dashboard)) for dashboard in dashboards.build_all()]
-    assert sorted(board["uid"] for board in boards) == sorted(APPLICATION_DASHBOARDS + TESTED_ELSEWHERE), "a dashboard is neither tested here nor elsewhere"
-    return [board for board in boards if board["uid"] in APPLICATION_DASHBOARDS]
-
-
-def _run(prometheus: Prometheus, query: queries.PanelQuery, text: dict[str, str]) -> int:
-    # A threshold line is drawn only when the data comes near it: the line itself must return data.
-    expr = queries.substitute(house.ungated(query.expr) if query.ref == house.THRESHOLD_REF else query.expr, text)
-    if query.instant:
-        return len(prometheus.instant(expr))
-    end = time.time()
-    return len(prometheus.range(expr, end - QUERY_WINDOW_SECONDS, end, 5))
-
-
 def test_every_variable_and_panel_query_returns_data(warm_stack):
     prometheus = Prometheus(warm_stack.prometheus_url)
-    boards = _dashboards_json()
+    boards = dashboards_json()
     assert [board["uid"] for board in boards] == list(APPLICATION_DASHBOARDS)
 
     planned = []
     for board in boards:
-        end = time.time()
-        resolution = queries.resolve_variables(board, prometheus, end - 3600, end, BUILTINS)
-        # Every variable (but the datasource) resolved to at least one real value.
-        names = [v["name"] for v in board["templating"]["list"] if v["type"] != "datasource"]
-        assert all(resolution.selected[name] for name in names), (board["uid"], resolution.selected)
-        planned += [(board["uid"], query, resolution.text) for query in queries.panel_queries(board)]
-    assert len(planned) == sum(len(panel.get("targets", [])) for board in boards for panel in board["panels"])
-
-    empty = planned
-    ends = time.monotonic() + RETRY_SECONDS
-    while True:
-        empty = [(uid, query, text) for uid, query, text in empty if _run(prometheus, query, text) == 0]
-        if not empty or time.monotonic() > ends:
-            break
-        time.sleep(2)
-    report = "\n".join(f"{uid} / {q.panel} / {q.ref}: {queries.substitute(q.expr, text)}" for uid, q, text in empty)
-    assert not empty, f"{len(empty)} of {len(planned)} panel queries returned no data:\n{report}"
+        # Every variable (but the datasource) resolves to at least one real value.
+        planned += plan(board, prometheus, BUILTINS)[1]
+    empty = without_data(prometheus, planned, RETRY_SECONDS)
+    assert not empty, report(empty, len(planned))
 
 
 def test_annotation_queries_run(warm_stack):
@@ -96,7 +61,7 @@ def test_annotation_queries_run(warm_stack):
     run (no syntax or variable error) over the last hour, with the dashboard's variables."""
     prometheus = Prometheus(warm_stack.prometheus_url)
     checked = 0
-    for board in _dashboards_json():
+    for board in dashboards_json():
         end = time.time()
         resolution = queries.resolve_variables(board, prometheus, end - 3600, end, BUILTINS)
         for annotation in board.get("annotations", {}).get("list", []):
@@ -149,7 +114,7 @@ def test_render_draws_every_dashboard_with_data(warm_stack):
     prometheus = Prometheus(warm_stack.prometheus_url)
     end = time.time()
     window = render.Window(end - QUERY_WINDOW_SECONDS, end, scrape_interval=5)
-    for board in _dashboards_json():
+    for board in dashboards_json():
         rendering = render.render(board, prometheus, window)
         image = Image.open(io.BytesIO(rendering.png))
         rows = max(panel["gridPos"]["y"] + panel["gridPos"]["h"] for panel in board["panels"])

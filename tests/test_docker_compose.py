@@ -3,11 +3,14 @@ docker-compose.monitoring.yml with docker-compose.single-host.yml over it (docs/
 
 On the tests' own engine (tests/docker_engine.py; images built locally, nothing pulled),
 Prometheus, Alertmanager, the exporter and one demo run as containers on a user-defined bridge
-network. The configuration comes from `pharos build` of examples/swarm-stack.yml turned into a
-single-host stack: the demo listed as a probe-mode service instead of Docker Swarm discovery,
-faster intervals, notifications aimed at the containers' own loopback. Prometheus' HTTP API, on a
-port published on 127.0.0.1, must show the exporter up and the demo's stats arriving through the
-exporter's /probe. Grafana's image cannot be built here: it is the one service not started.
+network, with the fleet's global store and vmalert. The configuration comes from `pharos build`
+of examples/swarm-stack.yml turned into a single-host stack: the demo listed as a probe-mode
+service instead of Docker Swarm discovery, one Prometheus and one Alertmanager instead of the HA
+shape (no task slots, no tasks.<service> names outside a swarm), faster intervals, notifications
+aimed at the containers' own loopback. Prometheus' HTTP API, on a port published on 127.0.0.1,
+must show the exporter up, the demo's stats arriving through the exporter's /probe, the store and
+vmalert up and samples written to the store. Grafana's image cannot be built here: it is the one
+service not started.
 `docker-compose down -v` removes everything at the end, whatever happened.
 """
 
@@ -30,7 +33,7 @@ from pharos_monitoring.exporter.catalogue import Label as L
 
 from docker_engine import (  # noqa: F401 - engine: the session's fixture
     ROOT, Engine, EngineError, alertmanager_image, busybox_image, engine, free_subnet, free_tcp_port, pharos_image, prometheus_image,
-    secrets_dir,
+    secrets_dir, victoria_metrics_image, vmalert_image,
 )
 
 pytestmark = pytest.mark.slow
@@ -38,20 +41,21 @@ pytestmark = pytest.mark.slow
 DOCKER_COMPOSE = shutil.which("docker-compose")
 COMPOSE_FILES = (ROOT / "docker-compose.monitoring.yml", ROOT / "docker-compose.single-host.yml")
 PROJECT = "pharossinglehost"
-STARTED = ("prometheus", "alertmanager", "pharos-exporter", "demo")  # every service but Grafana
+STARTED = ("prometheus", "alertmanager", "pharos-exporter", "demo", "global-store", "vmalert")  # every service but Grafana
 DEMO_JOB = "demo"
 EXPORTER_JOB = "pharos-exporter"
 UP_TIMEOUT = 300.0
 
 
 def single_host_stack(tmp_path: Path) -> Path:
-    """examples/swarm-stack.yml for one host: the demo as a probe-mode service, no swarm section."""
+    """examples/swarm-stack.yml for one host: the demo as a probe-mode service, no swarm or ha section."""
     data = yaml.safe_load((ROOT / "examples" / "swarm-stack.yml").read_text())
     data["intervals"] = {"scrape_interval": "2s", "scrape_timeout": "1s", "evaluation_interval": "2s"}
     data["smtp"]["smarthost"] = "127.0.0.1:25"
     data["smtp"]["require_tls"] = False
     environment = data["environments"]["production"]
-    del environment["swarm"]
+    del environment["swarm"], environment["ha"]
+    environment["alertmanagers"] = ["alertmanager:9093"]
     environment["services"] = {DEMO_JOB: {"mode": "probe", "profile": "pharo", "targets": ["demo:8080"]}}
     path = tmp_path / "single-host-stack.yml"
     path.write_text(yaml.safe_dump(data))
@@ -116,7 +120,7 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
     started = time.monotonic()
     pharos = pharos_image(engine)
     out = tmp_path / "build"
-    build(parse(yaml.safe_load(single_host_stack(tmp_path).read_text()), "single-host-stack.yml"), out, "production")
+    build(parse(yaml.safe_load(single_host_stack(tmp_path).read_text()), "single-host-stack.yml"), out)  # production/ and fleet/
     prometheus_port = free_tcp_port()
     env_file = tmp_path / "compose.env"  # empty: a stray .env in the repository must not change the run
     env_file.write_text("")
@@ -124,8 +128,11 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
         "PHAROS_IMAGE": pharos,
         "PROMETHEUS_IMAGE": prometheus_image(engine),
         "ALERTMANAGER_IMAGE": alertmanager_image(engine),
+        "VICTORIA_METRICS_IMAGE": victoria_metrics_image(engine),
+        "VMALERT_IMAGE": vmalert_image(engine),
         "GRAFANA_IMAGE": busybox_image(engine),  # never started; a local name, so nothing is pulled
-        "PHAROS_BUILD_DIR": str(out),
+        "PHAROS_BUILD_DIR": str(out / "production"),
+        "PHAROS_FLEET_BUILD_DIR": str(out / "fleet"),
         "PHAROS_SECRETS_DIR": str(secrets_dir(tmp_path)),
         "DOCKER_SOCKET": str(engine.socket_path),
         "DOCKER_GID": str(os.stat(engine.socket_path).st_gid),
@@ -165,16 +172,18 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
         engine.wait_until(demo_stats, "the demo's HTTP stats in Prometheus", limit=60, step=1.0)
         success = prometheus.query(f'{c.SCRAPE_SUCCESS.name}{{job="{DEMO_JOB}"}}')
         assert [r["value"][1] for r in success] == ["1"], success
-        expected_up = [("alertmanager", "1"), ("pharos-exporter", "1"), ("prometheus", "1")]
+        expected_up = [("alertmanager", "1"), ("global-store", "1"), ("pharos-exporter", "1"), ("prometheus", "1"), ("vmalert", "1")]
 
         def monitoring_up() -> list:
-            return sorted((r["metric"]["job"], r["value"][1]) for r in prometheus.query('up{job=~"alertmanager|prometheus|pharos-exporter"}'))
+            return sorted((r["metric"]["job"], r["value"][1]) for r in prometheus.query('up{job=~"alertmanager|prometheus|pharos-exporter|global-store|vmalert"}'))
 
-        # Each job is scraped on its own schedule: wait for all three, bounded.
+        # Each job is scraped on its own schedule: wait for all of them, bounded.
         try:
-            engine.wait_until(lambda: monitoring_up() == expected_up, "alertmanager, prometheus and the exporter up", limit=60, step=1.0)
+            engine.wait_until(lambda: monitoring_up() == expected_up, "alertmanager, prometheus, the exporter, the store and vmalert up", limit=60, step=1.0)
         except EngineError as error:
             raise AssertionError(f"{error}; up: {monitoring_up()}") from None
+        # remote_write reaches the store by its service name on the bridge.
+        engine.wait_until(lambda: prometheus.query("sum(prometheus_remote_storage_samples_total) > 0"), "samples written to the global store", limit=60, step=1.0)
 
         # The exporter's container inherits the image's HEALTHCHECK (the compose file sets its timing).
         client = engine.client()
@@ -188,7 +197,7 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
             engine.wait_until(healthy, "the exporter container's health status 'healthy'", limit=60, step=1.0)
             # The override's bind mounts are the files pharos build wrote, read-only.
             mounts = {m["Destination"]: m for m in client.containers.get(compose.run("ps", "--quiet", "prometheus").stdout.strip()).attrs["Mounts"]}
-            assert mounts["/etc/prometheus/prometheus.yml"]["Source"] == str(out / "prometheus" / "prometheus.yml")
+            assert mounts["/etc/prometheus/prometheus.yml"]["Source"] == str(out / "production" / "prometheus" / "prometheus.yml")
             assert mounts["/etc/prometheus/prometheus.yml"]["RW"] is False
         finally:
             client.close()
@@ -199,8 +208,8 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
         )
     finally:
         down = time.monotonic()
-        compose.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=180, check=False)
+        result = compose.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=180, check=False)
         label = f"label=com.docker.compose.project={PROJECT}"
         leftovers = [engine.text(*listing, "--quiet", "--filter", label) for listing in (("ps", "--all"), ("network", "ls"), ("volume", "ls"))]
         print(f"compose down: {time.monotonic() - down:.0f} s")
-        assert not any(leftovers), f"docker-compose down left containers, networks or volumes: {leftovers}"
+        assert not any(leftovers), f"docker-compose down left containers, networks or volumes: {leftovers}; {result.stderr[-1500:]}"

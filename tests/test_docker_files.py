@@ -14,7 +14,7 @@ import pytest
 import yaml
 from docker.utils.build import exclude_paths
 
-from pharos_monitoring.config import swarm_discovery
+from pharos_monitoring.config import fleet, ha, swarm_discovery
 from pharos_monitoring.config.build import RULE_TESTS_FILE, build
 from pharos_monitoring.config.stack_config import load
 
@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.monitoring.yml").read_text())
 SWARM_STACK = ROOT / "examples" / "swarm-stack.yml"
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-OFFICIAL_IMAGES = {"prometheus": "prom/prometheus:", "alertmanager": "prom/alertmanager:", "grafana": "grafana/grafana:", "node-exporter": "prom/node-exporter:"}
+OFFICIAL_IMAGES = {
+    "prometheus": "prom/prometheus:", "alertmanager": "prom/alertmanager:", "grafana": "grafana/grafana:", "node-exporter": "prom/node-exporter:",
+    "global-store": "victoriametrics/victoria-metrics:", "vmalert": "victoriametrics/vmalert:",
+}
 
 
 def interpolate(text: str, environment: dict[str, str] | None = None) -> str:
@@ -100,10 +103,62 @@ def test_the_demo_opts_in_to_swarm_discovery_with_the_labels_the_discovery_reads
 
 
 def test_the_stack_file_names_the_services_of_the_compose_file():
-    environment = load(str(SWARM_STACK)).environment("production")
-    for address in (environment.exporter, environment.prometheus, *environment.alertmanagers):
-        host, _, port = address.rpartition(":")
+    stack = load(str(SWARM_STACK))
+    environment = stack.environment("production")
+    addresses = (environment.exporter, environment.prometheus, *environment.alertmanagers, *environment.ha.prometheus, stack.fleet.store, stack.fleet.vmalert)
+    for address in addresses:
+        host = address.rpartition(":")[0].removeprefix("tasks.")  # the swarm's DNS name of every task of the service
         assert host in services(), f"{address}: no service {host} in docker-compose.monitoring.yml"
+
+
+# --- the HA shape and the fleet: the compose file starts what ha.yml and fleet/fleet.yml say --------
+def _expanded(command: list[str]) -> list[str]:
+    """A command as deployed with the variables' defaults."""
+    return [interpolate(arg) for arg in command]
+
+
+def test_prometheus_runs_the_pair_of_ha_yml_with_its_slot_as_replica(tmp_path: Path):
+    built_files(tmp_path)
+    (pair,) = yaml.safe_load((tmp_path / "production" / ha.FLAGS_FILE).read_text())["prometheus"]
+    service = services()["prometheus"]
+    assert int(interpolate(str(service["deploy"]["replicas"]))) == pair[ha.REPLICAS_KEY] == 2
+    assert service["environment"] == pair["environment"] == {"REPLICA": "{{.Task.Slot}}"}
+    command = _expanded(service["command"])
+    assert set(pair["flags"]) <= set(command), f"missing {set(pair['flags']) - set(command)}"
+
+
+def test_alertmanager_runs_the_cluster_of_ha_yml_advertised_on_its_own_network(tmp_path: Path):
+    built_files(tmp_path)
+    (cluster,) = yaml.safe_load((tmp_path / "production" / ha.FLAGS_FILE).read_text())["alertmanager"]
+    service = services()["alertmanager"]
+    assert int(interpolate(str(service["deploy"]["replicas"]))) == cluster[ha.MEMBERS_KEY] == 3
+    command = _expanded(service["command"])
+    assert command[-len(cluster["flags"]):] == cluster["flags"]
+    # Alertmanager's own choice would be docker_gwbridge's address, unreachable from other nodes.
+    assert "--cluster.advertise-address=\"$(hostname -i):9094\"" in service["entrypoint"][2].replace("$$", "$")
+
+
+def test_each_replica_and_member_keeps_its_data_in_a_volume_of_its_slot():
+    for name, target in (("prometheus", "/prometheus"), ("alertmanager", "/alertmanager")):
+        (volume,) = [v.partition(":")[0] for v in services()[name]["volumes"] if isinstance(v, str) and v.endswith(":" + target)]
+        assert COMPOSE["volumes"][volume]["name"] == "{{.Service.Name}}-data-{{.Task.Slot}}"
+
+
+def test_the_global_store_and_vmalert_run_with_the_flags_of_fleet_yml(tmp_path: Path):
+    built_files(tmp_path)
+    flags = yaml.safe_load((tmp_path / fleet.FLEET_DIR / fleet.FLAGS_FILE).read_text())
+    store = _expanded(services()["global-store"]["command"])
+    assert set(flags["victoria-metrics"]["flags"]) <= set(store)
+    assert [arg for arg in store if arg.startswith(flags["victoria-metrics"]["data_flag"] + "=")] == ["-storageDataPath=/storage"]
+    vmalert = _expanded(services()["vmalert"]["command"])
+    files = (flags["vmalert"]["rules_flag"] + "=", flags["vmalert"]["notifier_flag"] + "=")
+    assert sorted(flags["vmalert"]["flags"]) == sorted(arg for arg in vmalert if not arg.startswith(files))
+    configs = {config["source"]: config["target"] for config in services()["vmalert"]["configs"]}
+    assert f"{flags['vmalert']['rules_flag']}={configs['fleet_rules']}" in vmalert
+    assert f"{flags['vmalert']['notifier_flag']}={configs['fleet_notifier']}" in vmalert
+    # Every member of the cluster, by DNS: the swarm's tasks.alertmanager.
+    notifier = yaml.safe_load((tmp_path / fleet.FLEET_DIR / fleet.NOTIFIER_FILE).read_text())
+    assert notifier == {"dns_sd_configs": [{"names": ["tasks.alertmanager"], "type": "A", "port": 9093}]}
 
 
 def test_node_exporter_runs_on_every_node_reading_the_host_where_the_node_job_looks():
@@ -121,15 +176,16 @@ def test_node_exporter_runs_on_every_node_reading_the_host_where_the_node_job_lo
 
 # --- secrets and configs -----------------------------------------------------------------------
 def built_files(tmp_path: Path) -> dict[str, Path]:
-    """`pharos build` of the swarm example: relative path -> file."""
-    written = build(load(str(SWARM_STACK)), tmp_path, "production")
+    """`pharos build` of the swarm example (production/ and fleet/): relative path -> file."""
+    written = build(load(str(SWARM_STACK)), tmp_path)
     return {path.relative_to(tmp_path).as_posix(): path for path in written}
 
 
 def mounted_files(service: dict, build_dir: Path) -> list[Path]:
     """The built files a service reads: its configs and env files."""
     sources = [COMPOSE["configs"][mount["source"]]["file"] for mount in service.get("configs", [])] + service.get("env_file", [])
-    return [Path(interpolate(source, {"PHAROS_BUILD_DIR": str(build_dir)})) for source in sources]
+    directories = {"PHAROS_BUILD_DIR": str(build_dir / "production"), "PHAROS_FLEET_BUILD_DIR": str(build_dir / fleet.FLEET_DIR)}
+    return [Path(interpolate(source, directories)) for source in sources]
 
 
 def test_secrets_are_files_mounted_where_the_generated_files_read_them(tmp_path: Path):
@@ -147,14 +203,15 @@ def test_secrets_are_files_mounted_where_the_generated_files_read_them(tmp_path:
     assert read_somewhere == set(secrets), "a secret nobody reads"
     for variable in services()["grafana"].get("environment", {}):
         assert "PASSWORD" not in variable or variable.endswith("__FILE"), f"{variable}: Grafana reads passwords from files"
-    smtp = (tmp_path / "grafana" / "smtp.env").read_text()
+    smtp = (tmp_path / "production" / "grafana" / "smtp.env").read_text()
     assert "GF_SMTP_ENABLED=true" in smtp and "GF_SMTP_PASSWORD__FILE=/run/secrets/" in smtp
 
 
 def test_every_built_file_is_mounted_where_its_reader_looks(tmp_path: Path):
     built = built_files(tmp_path)
     mounted = {path.relative_to(tmp_path).as_posix() for service in services().values() for path in mounted_files(service, tmp_path)}
-    for_people = {path for path in built if path.endswith("/" + RULE_TESTS_FILE)}  # `promtool test rules` input, read by no service
+    # `promtool test rules` input and the flags (in the compose file's commands), read by no service.
+    for_people = {path for path in built if path.endswith(("/" + RULE_TESTS_FILE, "/" + ha.FLAGS_FILE, "/" + fleet.FLAGS_FILE, "/" + fleet.TESTS_FILE, "/" + fleet.PROMTOOL_RULES_FILE))}
     assert mounted == set(built) - for_people, "pharos build writes files the compose file does not mount, or the reverse"
     configs = COMPOSE["configs"]
     targets = {mount["source"]: mount["target"] for service in services().values() for mount in service.get("configs", [])}
@@ -162,10 +219,10 @@ def test_every_built_file_is_mounted_where_its_reader_looks(tmp_path: Path):
     for name, target in targets.items():
         assert Path(configs[name]["file"]).name == Path(target).name
     # Prometheus loads rules/*.yml next to its configuration; Grafana's provider reads the dashboards' directory.
-    prometheus = yaml.safe_load(built["prometheus/prometheus.yml"].read_text())
+    prometheus = yaml.safe_load(built["production/prometheus/prometheus.yml"].read_text())
     rule_targets = [t for n, t in targets.items() if n.startswith("prometheus_") and "rules" in n]
     assert rule_targets and all(Path(t).parent.as_posix() == "/etc/prometheus/" + prometheus["rule_files"][0].rpartition("/")[0] for t in rule_targets)
-    provider = yaml.safe_load(built["grafana/provisioning/dashboards/pharos.yml"].read_text())["providers"][0]
+    provider = yaml.safe_load(built["production/grafana/provisioning/dashboards/pharos.yml"].read_text())["providers"][0]
     for name, target in targets.items():
         if configs[name]["file"].endswith(".json"):
             assert Path(target).parent.as_posix() == provider["options"]["path"]
@@ -203,14 +260,25 @@ def test_docker_compose_reads_the_single_host_stack(tmp_path: Path):
     result = subprocess.run(
         ["docker-compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.monitoring.yml"), "-f", str(ROOT / "docker-compose.single-host.yml"), "config"],
         capture_output=True, text=True, timeout=60,
-        env={"PATH": os.environ["PATH"], "PHAROS_BUILD_DIR": str(tmp_path), "PHAROS_SECRETS_DIR": str(tmp_path / "secrets")},
+        env={
+            "PATH": os.environ["PATH"], "PHAROS_BUILD_DIR": str(tmp_path / "production"), "PHAROS_FLEET_BUILD_DIR": str(tmp_path / fleet.FLEET_DIR),
+            "PHAROS_SECRETS_DIR": str(tmp_path / "secrets"),
+        },
     )
     assert result.returncode == 0, result.stderr
     merged = yaml.safe_load(result.stdout)
     assert merged["networks"]["monitoring"]["driver"] == "bridge"
     assert merged["services"]["demo"]["deploy"]["replicas"] == 1
     prometheus_binds = {v["target"]: v["source"] for v in merged["services"]["prometheus"]["volumes"] if isinstance(v, dict) and v["type"] == "bind"}
-    assert prometheus_binds["/etc/prometheus/prometheus.yml"] == str(tmp_path / "prometheus" / "prometheus.yml")
+    assert prometheus_binds["/etc/prometheus/prometheus.yml"] == str(tmp_path / "production" / "prometheus" / "prometheus.yml")
+    # One of each, without gossip, in the project's own volumes: no task slots, no tasks.<service> here.
+    assert [merged["services"][name]["deploy"]["replicas"] for name in ("prometheus", "alertmanager")] == [1, 1]
+    assert merged["services"]["prometheus"]["environment"]["REPLICA"] == "1"
+    assert "--cluster.listen-address=" in merged["services"]["alertmanager"]["command"]
+    assert not any("{{" in str(volume) for volume in merged["volumes"].values())
+    assert "-notifier.config=/etc/vmalert/notifier.yml" in merged["services"]["vmalert"]["command"]
+    vmalert_binds = {v["target"]: v["source"] for v in merged["services"]["vmalert"]["volumes"] if isinstance(v, dict) and v["type"] == "bind"}
+    assert vmalert_binds["/etc/vmalert/notifier.yml"] == str(tmp_path / "fleet" / "notifier.yml")
 
 
 def test_config_names_carry_a_version_so_a_new_build_can_be_deployed():

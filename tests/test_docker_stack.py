@@ -1,23 +1,32 @@
 """The monitoring stack in a real swarm: `docker stack deploy` of docker-compose.monitoring.yml.
 
 Images are built here without any registry (tests/docker_engine.py): the Pharos image from the
-repository's Dockerfile on a debootstrap base, Prometheus and Alertmanager from the Debian binaries.
-Grafana's image cannot be built here (Grafana is in no reachable registry), so its service is
-deployed with 0 replicas (GRAFANA_REPLICAS=0): its configs and secrets are created, its
-container never runs. The configuration comes from `pharos build` of examples/swarm-stack.yml
-with faster intervals and every notification aimed at the containers' own loopback. Prometheus,
-inside the swarm, must discover the demo service's tasks through Docker Swarm discovery and scrape
-each through the exporter's /probe, with `service`, `node`, `slot` and `environment` labels.
-The test's engine runs without iptables, which service VIPs need: its stack file addresses
-Prometheus, Alertmanager and the exporter as `tasks.<service>` (the swarm's DNS of the tasks).
+repository's Dockerfile on a debootstrap base; Prometheus, Alertmanager, VictoriaMetrics and vmalert
+from the Debian binaries. Grafana's image cannot be built here (Grafana is in no reachable
+registry), so its service is deployed with 0 replicas (GRAFANA_REPLICAS=0): its configs and
+secrets are created, its container never runs. The configuration comes from `pharos build` of
+examples/swarm-stack.yml (the HA shape by DNS and the fleet) with faster intervals and every
+notification aimed at the containers' own loopback. The stack is deployed once for the module:
+- Prometheus, inside the swarm, must discover the demo service's tasks through Docker Swarm
+  discovery and scrape each through the exporter's /probe, with `service`, `node`, `slot` and
+  `environment` labels;
+- the three Alertmanager tasks form one cluster (each one's /api/v2/status lists three peers,
+  advertised on the monitoring network), and each Prometheus replica sends to all three;
+- the two Prometheus replicas write to the global store with their own `replica` (the Watchdog's
+  ALERTS series keeps it), everything else once.
+The test's engine runs without iptables, which service VIPs need: its stack file addresses every
+service as `tasks.<service>` (the swarm's DNS of the tasks). HTTP APIs are asked from inside the
+containers (busybox wget): published ports need iptables too.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,20 +35,28 @@ import yaml
 
 from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
+from pharos_monitoring.config import fleet, ha
 from pharos_monitoring.config.build import build
 from pharos_monitoring.config.stack_config import parse
 from pharos_monitoring.config.swarm_discovery import SWARM_JOB
 from pharos_monitoring.alerts.upstream import NODE_FILESYSTEM_AVAIL, NODE_JOB
 
-from docker_engine import PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, node_exporter_image, pharos_image, prometheus_image, secrets_dir  # noqa: F401 - engine: the session's fixture
+from docker_engine import (  # noqa: F401 - engine: the session's fixture
+    PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, node_exporter_image, pharos_image,
+    prometheus_image, secrets_dir, victoria_metrics_image, vmalert_image,
+)
 
 pytestmark = pytest.mark.slow
 
 STACK = "pharos"
+VANISHED = "PharosServiceVanished"
 DEMO_REPLICAS = 2
-SERVICES = ("prometheus", "alertmanager", "pharos-exporter", "demo")
-DEPLOY_TIMEOUT = 180.0
+PROMETHEUS_REPLICAS = 2
+ALERTMANAGER_MEMBERS = 3
+SERVICES = ("prometheus", "alertmanager", "pharos-exporter", "demo", "global-store", "vmalert")
+DEPLOY_TIMEOUT = 240.0
 EXPORTER = "pharos-exporter:9841"  # the exporter service of the compose file
+SUBNET = ipaddress.ip_network("10.231.0.0/16")  # the compose file's default PHAROS_NETWORK_SUBNET
 
 
 def stack_file(tmp_path: Path) -> Path:
@@ -51,34 +68,119 @@ def stack_file(tmp_path: Path) -> Path:
     environment = data["environments"]["production"]
     environment["swarm"]["refresh_interval"] = "2s"
     # Service VIPs need iptables, which the test's engine runs without: address the tasks through
-    # the swarm's DNS (tasks.<service>) instead; every service here has one task.
+    # the swarm's DNS (tasks.<service>) instead.
     assert environment["exporter"] == EXPORTER, "the example and the compose file name the exporter differently"
+    assert environment["ha"]["prometheus"]["replicas"] == PROMETHEUS_REPLICAS
+    assert environment["ha"]["alertmanager_cluster"]["members"] == ALERTMANAGER_MEMBERS
     environment["prometheus"] = "tasks.prometheus:9090"
-    environment["alertmanagers"] = ["tasks.alertmanager:9093"]
     environment["exporter"] = f"tasks.{EXPORTER}"
+    data["fleet"] |= {"store": f"tasks.{data['fleet']['store']}", "vmalert": f"tasks.{data['fleet']['vmalert']}"}
+    data["alerts"] = {VANISHED: {"for": "10s"}}  # the last test scales the demo to 0
     path = tmp_path / "stack.yml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
-def container_of(engine: Engine, service: str) -> str:
+def _flag(flags: list[str], name: str) -> str:
+    (value,) = [flag.partition("=")[2] for flag in flags if flag.partition("=")[0] == name]
+    return value
+
+
+def compose_variables(out: Path) -> dict[str, str]:
+    """The compose file's variables for what `pharos build` wrote into ha.yml and fleet/fleet.yml."""
+    members = yaml.safe_load((out / "production" / ha.FLAGS_FILE).read_text())["alertmanager"][0]
+    flags = yaml.safe_load((out / fleet.FLEET_DIR / fleet.FLAGS_FILE).read_text())
+    store, vmalert = flags["victoria-metrics"]["flags"], flags["vmalert"]["flags"]
+    return {
+        "PROMETHEUS_REPLICAS": str(PROMETHEUS_REPLICAS),
+        "ALERTMANAGER_REPLICAS": str(members[ha.MEMBERS_KEY]),
+        "ALERTMANAGER_PEER_TIMEOUT": _flag(members["flags"], "--cluster.peer-timeout"),
+        "GLOBAL_STORE_RETENTION": _flag(store, "-retentionPeriod"),
+        "PHAROS_SCRAPE_INTERVAL": _flag(store, "-dedup.minScrapeInterval"),
+        "GLOBAL_STORE_LATENCY_OFFSET": _flag(store, "-search.latencyOffset"),
+        "GLOBAL_STORE_URL": _flag(vmalert, "-datasource.url"),
+        "PHAROS_EVALUATION_INTERVAL": _flag(vmalert, "-evaluationInterval"),
+    }
+
+
+def containers_of(engine: Engine, service: str) -> list[str]:
     ids = engine.text("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_{service}").split()
     if not ids:
         raise EngineError(f"no running container of {STACK}_{service}")
-    return ids[0]
+    return ids
 
 
-def prometheus_api(engine: Engine, path: str, query: str = "") -> dict:
-    """Prometheus' HTTP API, asked from inside its own container (busybox wget on its loopback)."""
+def container_of(engine: Engine, service: str) -> str:
+    return containers_of(engine, service)[0]
+
+
+def fetch(engine: Engine, container: str, url: str) -> dict:
+    """A JSON document from `url`, asked from inside `container` (busybox wget)."""
+    return json.loads(engine.text("exec", container, "wget", "-q", "-O", "-", url, timeout=30))
+
+
+def prometheus_api(engine: Engine, path: str, query: str = "", container: str = "") -> dict:
+    """Prometheus' HTTP API, asked from inside one of its containers (busybox wget on its loopback)."""
     url = f"http://127.0.0.1:9090{path}" + (f"?query={quote(query, safe='')}" if query else "")
-    body = engine.text("exec", container_of(engine, "prometheus"), "wget", "-q", "-O", "-", url, timeout=30)
-    answer = json.loads(body)
+    answer = fetch(engine, container or container_of(engine, "prometheus"), url)
     assert answer["status"] == "success", answer
     return answer["data"]
 
 
 def services_running(engine: Engine) -> bool:
     return all(engine.replicas(f"{STACK}_{service}") in {(n, n) for n in range(1, 10)} for service in SERVICES)
+
+
+@dataclass
+class Deployed:
+    engine: Engine
+    out: Path
+    pharos: str
+
+
+@pytest.fixture(scope="module")
+def deployed(engine: Engine, tmp_path_factory) -> Deployed:
+    """The stack, deployed once for the module's tests and removed after them, whatever happened."""
+    tmp_path = tmp_path_factory.mktemp("stack")
+    started = time.monotonic()
+    pharos = pharos_image(engine)
+    images = {
+        # Ids, not tags: given a tag, a swarm task first tries to pull it from a registry.
+        "PHAROS_IMAGE": engine.image_id(pharos),
+        "PROMETHEUS_IMAGE": engine.image_id(prometheus_image(engine)),
+        "ALERTMANAGER_IMAGE": engine.image_id(alertmanager_image(engine)),
+        "NODE_EXPORTER_IMAGE": engine.image_id(node_exporter_image(engine)),
+        "VICTORIA_METRICS_IMAGE": engine.image_id(victoria_metrics_image(engine)),
+        "VMALERT_IMAGE": engine.image_id(vmalert_image(engine)),
+    }
+    images_built = time.monotonic()
+    out = tmp_path / "build"
+    build(parse(yaml.safe_load(stack_file(tmp_path).read_text()), "stack.yml"), out)
+    variables = {
+        **images,
+        **compose_variables(out),
+        "NODE_EXPORTER_PORT": str(free_tcp_port()),
+        "GRAFANA_REPLICAS": "0",  # no Grafana image can be built here
+        "DEMO_REPLICAS": str(DEMO_REPLICAS),
+        "PHAROS_BUILD_DIR": str(out / "production"),
+        "PHAROS_FLEET_BUILD_DIR": str(out / fleet.FLEET_DIR),
+        "PHAROS_SECRETS_DIR": str(secrets_dir(tmp_path)),
+        "DOCKER_SOCKET": str(engine.socket_path),
+        "DOCKER_GID": str(os.stat(engine.socket_path).st_gid),
+        # Published ports are not reachable without iptables; free ones keep the host's untouched.
+        "PROMETHEUS_PORT": str(free_tcp_port()),
+        "ALERTMANAGER_PORT": str(free_tcp_port()),
+        "GRAFANA_PORT": str(free_tcp_port()),
+    }
+    compose = ROOT / "docker-compose.monitoring.yml"
+    try:
+        engine.docker("stack", "deploy", "--resolve-image", "never", "--compose-file", str(compose), STACK, env=variables)
+        engine.wait_until(lambda: services_running(engine), "every service of the stack to run", limit=DEPLOY_TIMEOUT, step=1.0)
+        deployed_at = time.monotonic()
+        yield Deployed(engine, out, pharos)
+        print(f"\nstack tests: images {images_built - started:.0f} s, deploy {deployed_at - images_built:.0f} s, checks {time.monotonic() - deployed_at:.0f} s")
+    finally:
+        remove_stack(engine)
 
 
 def demo_targets_up(engine: Engine) -> list[dict]:
@@ -93,89 +195,137 @@ def describe_targets(engine: Engine) -> str:
     return "\n".join(f"{t['labels']['job']} {t['labels']['instance']}: {t['health']} {t['lastError']}" for t in targets)
 
 
-def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporter(engine: Engine, tmp_path: Path):
-    started = time.monotonic()
-    pharos = pharos_image(engine)
-    prometheus = prometheus_image(engine)
-    alertmanager = alertmanager_image(engine)
-    images_built = time.monotonic()
-    image = json.loads(engine.text("image", "inspect", "--format", "{{json .Config}}", pharos))
+def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporter(deployed: Deployed):
+    engine = deployed.engine
+    image = json.loads(engine.text("image", "inspect", "--format", "{{json .Config}}", deployed.pharos))
     assert image["User"] == "10001:10001" and "pharos_monitoring.exporter.healthcheck" in image["Healthcheck"]["Test"]
+    health = engine.text("inspect", "--format", "{{.State.Health.Status}}", container_of(engine, "pharos-exporter"))
+    assert health == "healthy", "the image's HEALTHCHECK (the exporter's /health) does not pass"
 
-    out = tmp_path / "build"
-    stack = parse(yaml.safe_load(stack_file(tmp_path).read_text()), "stack.yml")
-    build(stack, out, "production")
-    variables = {
-        # Ids, not tags: given a tag, a swarm task first tries to pull it from a registry.
-        "PHAROS_IMAGE": engine.image_id(pharos),
-        "PROMETHEUS_IMAGE": engine.image_id(prometheus),
-        "ALERTMANAGER_IMAGE": engine.image_id(alertmanager),
-        "NODE_EXPORTER_IMAGE": engine.image_id(node_exporter_image(engine)),
-        "NODE_EXPORTER_PORT": str(free_tcp_port()),
-        "GRAFANA_REPLICAS": "0",  # no Grafana image can be built here
-        "DEMO_REPLICAS": str(DEMO_REPLICAS),
-        "PHAROS_BUILD_DIR": str(out),
-        "PHAROS_SECRETS_DIR": str(secrets_dir(tmp_path)),
-        "DOCKER_SOCKET": str(engine.socket_path),
-        "DOCKER_GID": str(os.stat(engine.socket_path).st_gid),
-        # Published ports are not reachable without iptables; free ones keep the host's untouched.
-        "PROMETHEUS_PORT": str(free_tcp_port()),
-        "ALERTMANAGER_PORT": str(free_tcp_port()),
-        "GRAFANA_PORT": str(free_tcp_port()),
-    }
-    compose = ROOT / "docker-compose.monitoring.yml"
     try:
-        engine.docker("stack", "deploy", "--resolve-image", "never", "--compose-file", str(compose), STACK, env=variables)
-        engine.wait_until(lambda: services_running(engine), "every service of the stack to run", limit=DEPLOY_TIMEOUT, step=1.0)
-        deployed = time.monotonic()
-        health = engine.text("inspect", "--format", "{{.State.Health.Status}}", container_of(engine, "pharos-exporter"))
-        assert health == "healthy", "the image's HEALTHCHECK (the exporter's /health) does not pass"
+        targets = engine.wait_until(lambda: demo_targets_up(engine), f"{DEMO_REPLICAS} demo tasks discovered and up", limit=90, step=1.0)
+    except EngineError as error:
+        raise AssertionError(f"{error}; Prometheus' targets:\n{describe_targets(engine)}") from None
+    node = engine.text("node", "ls", "--format", "{{.Hostname}}")
+    labels = [t["labels"] for t in targets]
+    assert {label[L.SERVICE] for label in labels} == {f"{STACK}_demo"}
+    assert {label[L.NODE] for label in labels} == {node}
+    assert sorted(label[L.SLOT] for label in labels) == [str(n) for n in range(1, DEMO_REPLICAS + 1)]
+    assert {label[L.ENVIRONMENT] for label in labels} == {"production"}
+    for target in targets:
+        # Scraped through the exporter's /probe: the task's address is the target parameter.
+        assert target["scrapeUrl"].startswith(f"http://tasks.{EXPORTER}/probe?")
+        assert f"target={quote(target['labels'][L.INSTANCE], safe='')}%2Fstats" in target["scrapeUrl"]
+
+    def demo_stats() -> list:
+        found = prometheus_api(engine, "/api/v1/query", f'{c.HTTP_REQUEST_DURATION.count}{{job="{SWARM_JOB}"}}')["result"]
+        return found if {r["metric"][L.SLOT] for r in found} == {"1", "2"} else []
+
+    engine.wait_until(demo_stats, "the demo's HTTP stats in Prometheus", limit=60, step=1.0)
+    success = prometheus_api(engine, "/api/v1/query", f'{c.SCRAPE_SUCCESS.name}{{job="{SWARM_JOB}"}}')["result"]
+    assert [r["value"][1] for r in success] == ["1"] * DEMO_REPLICAS
+
+    # The exporter's swarm collector, inside the swarm, on Prometheus' pharos-exporter job.
+    def swarm_state() -> list:
+        return prometheus_api(engine, "/api/v1/query", f'{c.SWARM_SERVICE_RUNNING.name}{{service="{STACK}_demo"}}')["result"]
+
+    running = engine.wait_until(swarm_state, "the swarm state scraped from the exporter", limit=60, step=1.0)
+    assert running[0]["value"][1] == str(DEMO_REPLICAS)
+    # node_exporter runs on every node (global) and reads the host through /host; the node job finds every node.
+    engine.wait_until(lambda: engine.replicas(f"{STACK}_node-exporter") == (1, 1), "node-exporter on the node", limit=60, step=1.0)
+    exposed = engine.text("exec", container_of(engine, "prometheus"), "wget", "-q", "-O", "-", "http://tasks.node-exporter:9100/metrics", timeout=30)
+    assert re.search(rf'^{NODE_FILESYSTEM_AVAIL.name}{{[^}}]*mountpoint="/"', exposed, re.MULTILINE), "node_exporter does not see the host's /"
+    node_targets = [t["labels"] for t in prometheus_api(engine, "/api/v1/targets?state=active")["activeTargets"] if t["labels"]["job"] == NODE_JOB]
+    assert [(labels[L.NODE], labels[L.ENVIRONMENT]) for labels in node_targets] == [(node, "production")]
+    assert not engine.registry_attempts(), "the engine tried to pull: an image was given by tag"
+    size = image_size(engine, deployed.pharos) - image_size(engine, PYTHON_BASE)
+    print(f"\nstack test: the pharos image adds {size / 1e6:.0f} MB to its base")
+
+
+# --- the HA shape: a cluster of three, a pair, the global store --------------------------------
+def cluster_status(engine: Engine, container: str) -> dict:
+    return fetch(engine, container, "http://127.0.0.1:9093/api/v2/status")["cluster"]
+
+
+def test_the_three_alertmanagers_form_one_cluster_on_the_monitoring_network(deployed: Deployed):
+    engine = deployed.engine
+    members = containers_of(engine, "alertmanager")
+    assert len(members) == ALERTMANAGER_MEMBERS
+
+    def settled() -> list[dict]:
+        statuses = [cluster_status(engine, member) for member in members]
+        return statuses if all(s["status"] == "ready" and len(s["peers"]) == ALERTMANAGER_MEMBERS for s in statuses) else []
+
+    try:
+        statuses = engine.wait_until(settled, f"{ALERTMANAGER_MEMBERS} peers in every member's /api/v2/status", limit=120, step=2.0)
+    except EngineError as error:
+        raise AssertionError(f"{error}: {[cluster_status(engine, member) for member in members]}") from None
+    # One cluster: every member lists the same peers, each advertised on the monitoring network
+    # (not docker_gwbridge, which only its own node reaches).
+    peers = [{(peer["name"], peer["address"]) for peer in status["peers"]} for status in statuses]
+    assert all(each == peers[0] for each in peers)
+    assert all(ipaddress.ip_address(address.rpartition(":")[0]) in SUBNET for _, address in peers[0]), peers[0]
+    # The notification log and silences are kept per member, in a volume per task slot.
+    volumes = set(engine.text("volume", "ls", "--format", "{{.Name}}").split())
+    slots = {f"{STACK}_alertmanager-data-{n}" for n in range(1, ALERTMANAGER_MEMBERS + 1)} | {f"{STACK}_prometheus-data-{n}" for n in range(1, PROMETHEUS_REPLICAS + 1)}
+    assert slots <= volumes, f"missing per-slot volumes: {sorted(slots - volumes)}"
+
+
+def test_each_prometheus_replica_sends_to_every_alertmanager_and_scrapes_every_member(deployed: Deployed):
+    engine = deployed.engine
+    replicas = containers_of(engine, "prometheus")
+    assert len(replicas) == PROMETHEUS_REPLICAS
+    for replica in replicas:
+        def discovered() -> bool:
+            alertmanagers = prometheus_api(engine, "/api/v1/alertmanagers", container=replica)["activeAlertmanagers"]
+            jobs = [t["labels"]["job"] for t in prometheus_api(engine, "/api/v1/targets?state=active", container=replica)["activeTargets"] if t["health"] == "up"]
+            return len(alertmanagers) == ALERTMANAGER_MEMBERS and jobs.count("alertmanager") == ALERTMANAGER_MEMBERS and jobs.count("prometheus") == PROMETHEUS_REPLICAS
 
         try:
-            targets = engine.wait_until(lambda: demo_targets_up(engine), f"{DEMO_REPLICAS} demo tasks discovered and up", limit=90, step=1.0)
+            engine.wait_until(discovered, "every Alertmanager and both replicas through DNS, in each replica", limit=90, step=2.0)
         except EngineError as error:
-            raise AssertionError(f"{error}; Prometheus' targets:\n{describe_targets(engine)}") from None
-        node = engine.text("node", "ls", "--format", "{{.Hostname}}")
-        labels = [t["labels"] for t in targets]
-        assert {label[L.SERVICE] for label in labels} == {f"{STACK}_demo"}
-        assert {label[L.NODE] for label in labels} == {node}
-        assert sorted(label[L.SLOT] for label in labels) == [str(n) for n in range(1, DEMO_REPLICAS + 1)]
-        assert {label[L.ENVIRONMENT] for label in labels} == {"production"}
-        for target in targets:
-            # Scraped through the exporter's /probe: the task's address is the target parameter.
-            assert target["scrapeUrl"].startswith(f"http://tasks.{EXPORTER}/probe?")
-            assert f"target={quote(target['labels'][L.INSTANCE], safe='')}%2Fstats" in target["scrapeUrl"]
+            raise AssertionError(f"{error}; targets:\n{describe_targets(engine)}") from None
 
-        def demo_stats() -> list:
-            found = prometheus_api(engine, "/api/v1/query", f'{c.HTTP_REQUEST_DURATION.count}{{job="{SWARM_JOB}"}}')["result"]
-            return found if {r["metric"][L.SLOT] for r in found} == {"1", "2"} else []
 
-        engine.wait_until(demo_stats, "the demo's HTTP stats in Prometheus", limit=60, step=1.0)
-        success = prometheus_api(engine, "/api/v1/query", f'{c.SCRAPE_SUCCESS.name}{{job="{SWARM_JOB}"}}')["result"]
-        assert [r["value"][1] for r in success] == ["1"] * DEMO_REPLICAS
+def test_both_replicas_write_to_the_global_store_with_their_own_replica_label(deployed: Deployed):
+    engine = deployed.engine
+    store = f"{_flag(yaml.safe_load((deployed.out / fleet.FLEET_DIR / fleet.FLAGS_FILE).read_text())['vmalert']['flags'], '-datasource.url')}/api/v1/query"
+    asker = container_of(engine, "prometheus")
 
-        # The exporter's swarm collector, inside the swarm, on Prometheus' pharos-exporter job.
-        def swarm_state() -> list:
-            return prometheus_api(engine, "/api/v1/query", f'{c.SWARM_SERVICE_RUNNING.name}{{service="{STACK}_demo"}}')["result"]
+    def query(expression: str) -> list:
+        answer = fetch(engine, asker, f"{store}?nocache=1&query={quote(expression, safe='')}")
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
 
-        running = engine.wait_until(swarm_state, "the swarm state scraped from the exporter", limit=60, step=1.0)
-        assert running[0]["value"][1] == str(DEMO_REPLICAS)
-        # node_exporter runs on every node (global) and reads the host through /host; the node job finds every node.
-        engine.wait_until(lambda: engine.replicas(f"{STACK}_node-exporter") == (1, 1), "node-exporter on the node", limit=60, step=1.0)
-        exposed = engine.text("exec", container_of(engine, "prometheus"), "wget", "-q", "-O", "-", "http://tasks.node-exporter:9100/metrics", timeout=30)
-        assert re.search(rf'^{NODE_FILESYSTEM_AVAIL.name}{{[^}}]*mountpoint="/"', exposed, re.MULTILINE), "node_exporter does not see the host's /"
-        node_targets = [t["labels"] for t in prometheus_api(engine, "/api/v1/targets?state=active")["activeTargets"] if t["labels"]["job"] == NODE_JOB]
-        assert [(labels[L.NODE], labels[L.ENVIRONMENT]) for labels in node_targets] == [(node, "production")]
-        up = prometheus_api(engine, "/api/v1/query", 'up{job=~"alertmanager|prometheus|pharos-exporter"}')["result"]
-        assert sorted((r["metric"]["job"], r["value"][1]) for r in up) == [("alertmanager", "1"), ("pharos-exporter", "1"), ("prometheus", "1")]
-        assert not engine.registry_attempts(), "the engine tried to pull: an image was given by tag"
-        size = image_size(engine, pharos) - image_size(engine, PYTHON_BASE)
-        print(
-            f"\nstack test: the pharos image adds {size / 1e6:.0f} MB to its base; images {images_built - started:.0f} s, deploy {deployed - images_built:.0f} s, "
-            f"discovery and checks {time.monotonic() - deployed:.0f} s"
-        )
-    finally:
-        remove_stack(engine)
+    def both_replicas() -> list:
+        found = query('count by (replica) (ALERTS{alertname="Watchdog", environment="production"})')
+        return found if sorted(r["metric"].get("replica") for r in found) == ["1", "2"] else []
+
+    try:
+        engine.wait_until(both_replicas, "the Watchdog of replicas 1 and 2 in the global store", limit=120, step=2.0)
+    except EngineError as error:
+        raise AssertionError(f"{error}; found {query('count by (replica) (ALERTS)')}") from None
+    # Everything else arrives without `replica`: the pair's identical series are one in the store.
+    up = query('up{job="alertmanager", environment="production"}')
+    assert len(up) == ALERTMANAGER_MEMBERS and not any("replica" in r["metric"] for r in up), up
+
+
+def test_a_service_scaled_to_zero_fires_the_vanished_service_alert(deployed: Deployed):
+    """Swarm discovery finds no task of the demo any more: nothing would fire without this alert. (Last:
+    it leaves the demo at 0.)"""
+    engine = deployed.engine
+    demo = f"{STACK}_demo"
+    engine.docker("service", "scale", "--detach", f"{demo}=0")
+    firing = f'ALERTS{{alertname="{VANISHED}", alertstate="firing", {L.SERVICE}="{demo}"}}'
+
+    def vanished() -> list:
+        return prometheus_api(engine, "/api/v1/query", firing)["result"]
+
+    try:
+        (alert,) = engine.wait_until(vanished, f"{VANISHED} for {demo}", limit=120, step=2.0)
+    except EngineError as error:
+        raise AssertionError(f"{error}; alerts now: {prometheus_api(engine, '/api/v1/query', 'ALERTS')['result']}") from None
+    assert alert["metric"][L.ENVIRONMENT] == "production" and alert["metric"]["severity"] == "critical"
 
 
 def remove_stack(engine: Engine) -> None:
@@ -188,3 +338,7 @@ def remove_stack(engine: Engine) -> None:
         return not leftovers and not services and not networks
 
     engine.wait_until(gone, f"stack {STACK} to be removed", limit=90, step=1.0)
+    # Volumes outlive a stack: the per-slot ones are named after the stack's services.
+    volumes = [name for name in engine.text("volume", "ls", "--format", "{{.Name}}").split() if name.startswith(f"{STACK}_")]
+    if volumes:
+        engine.docker("volume", "rm", *volumes, check=False)

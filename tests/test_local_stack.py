@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,13 +90,20 @@ def test_the_local_stack_builds_into_configuration_the_tools_accept(tmp_path: Pa
     stack = load(str(local_stack_file(tmp_path, fast)))
     out = tmp_path / "config"
     build(stack, out)
-    assert sorted(path.name for path in out.iterdir()) == ["beta", "production"]
+    assert sorted(path.name for path in out.iterdir()) == ["beta", "fleet", "production"]
     for environment in ("beta", "production"):
         output = assert_ok(run(PROMTOOL, "check", "config", str(out / environment / "prometheus" / "prometheus.yml")))
-        assert "SUCCESS: 2 rule files found" in output
+        # An environment with an objective (local_stack.OBJECTIVES) has its SLO rules in a third file.
+        files = 3 if any(key.startswith(f"{environment}/") for key in local_stack.OBJECTIVES) else 2
+        assert f"SUCCESS: {files} rule files found" in output
     alertmanager = out / "production" / "alertmanager" / "alertmanager.yml"
     assert_ok(run(AMTOOL, "check-config", str(alertmanager)))
     assert (out / "beta" / "alertmanager" / "alertmanager.yml").read_bytes() == alertmanager.read_bytes(), "one Alertmanager serves both"
+    # The fleet's rules pass their own cases; the Watchdog reaches nobody (the fleet watches it).
+    assert "SUCCESS" in assert_ok(run(PROMTOOL, "test", "rules", str(out / "fleet" / "pharos-fleet-tests.yml")))
+    assert route_receivers(alertmanager, {"alertname": "Watchdog", "severity": "info", "environment": "production"}) == ["watchdog-heartbeat"]
+    silent = {"alertname": "PharosEnvironmentSilent", "severity": "critical"}
+    assert route_receivers(alertmanager, silent | {"environment": "production"}) == ["production-pager"]
     page = {"alertname": HIGH_ERROR_RATE.name, "severity": "critical", "service": "orders"}
     assert route_receivers(alertmanager, page | {"environment": "production"}) == ["production-pager"]
     assert route_receivers(alertmanager, page | {"environment": "beta"}) == ["staging-team"]
@@ -115,7 +123,7 @@ def test_webhook_urls_live_only_in_private_files(tmp_path: Path, monkeypatch):
     stack_path = local_stack_file(tmp_path, fast=True, secrets=Path("secrets"))  # as `--state-dir` may be relative
     build(load(str(stack_path)), tmp_path / "config")
     secret_files = sorted((tmp_path / "secrets").iterdir())
-    assert [path.name for path in secret_files] == ["slack-alerting-pipeline", "slack-heartbeat", "slack-production", "slack-production-pages", "slack-staging"]
+    assert [path.name for path in secret_files] == ["slack-alerting-pipeline", "slack-production", "slack-production-pages", "slack-staging"]
     urls = [path.read_text().strip() for path in secret_files]
     assert len(set(urls)) == len(urls), "one webhook per channel"
     for path, url in zip(secret_files, urls):
@@ -136,10 +144,74 @@ def test_ports_from_a_base_are_distinct_and_documented_offsets():
     assert ports.prometheus == {"production": 19090, "beta": 19091}
     assert (ports.alertmanager, ports.smtp, ports.slack, ports.probe_exporter) == (19093, 19095, 19096, 19097)
     assert ports.apps == {"production/orders": 19098, "beta/orders": 19100} and ports.sidecars == {"production/orders": 19099}
-    assert ports.node_exporter == 19102
+    assert ports.node_exporter == 19102 and (ports.global_store, ports.vmalert) == (19103, 19104)
     assert len(set(ports.all().values())) == len(ports.all())
     free = Ports.free()
     assert len(set(free.all().values())) == len(free.all())
+
+
+def test_the_ha_shape_adds_a_replica_and_two_alertmanagers_at_documented_offsets():
+    light, paired = Ports.from_base(19090), Ports.from_base(19090, ha=True)
+    assert not light.ha and paired.ha
+    assert paired.replicas("production") == (19090, 19092) and paired.replicas("beta") == (19091,)
+    assert paired.alertmanagers() == (19093, 19105, 19107) and paired.alertmanager_gossip == (19094, 19106, 19108)
+    assert set(light.all().values()) < set(paired.all().values()), "the light shape's ports stay where they were"
+    assert len(set(paired.all().values())) == len(paired.all()) == len(light.all()) + 6
+    assert max(paired.all().values()) == 19090 + 18
+    free = Ports.free(ha=True)
+    assert free.ha and len(set(free.all().values())) == len(free.all()) == len(paired.all())
+
+
+@pytest.mark.parametrize("fast, peer_timeout", [(False, 15), (True, 2)], ids=["production-intervals", "fast"])
+def test_the_ha_stack_file_builds_a_pair_and_a_cluster_of_three(tmp_path: Path, fast: bool, peer_timeout: int):
+    ports = Ports.from_base(20000, ha=True)
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(local_stack.stack_data(ports, local_stack.write_webhook_secrets(tmp_path / "secrets", ports.slack), fast)))
+    stack = load(str(path))
+    production, beta = stack.environment("production"), stack.environment("beta")
+    members = ("127.0.0.1:20003", "127.0.0.1:20015", "127.0.0.1:20017")
+    assert tuple(production.alertmanagers) == tuple(beta.alertmanagers) == members, "both environments send to every member"
+    assert beta.ha is None and production.ha.prometheus == ("127.0.0.1:20000", "127.0.0.1:20002")
+    # --fast's group_interval of 5 s: (3 - 1) x 2 s stays below it (pharos/config/ha.py).
+    assert production.ha.peer_timeout_seconds == peer_timeout
+    out = tmp_path / "config"
+    build(stack, out)
+    flags = yaml.safe_load((out / "production" / "ha.yml").read_text())
+    assert [(r["address"], r["environment"]) for r in flags["prometheus"]] == [("127.0.0.1:20000", {"REPLICA": "1"}), ("127.0.0.1:20002", {"REPLICA": "2"})]
+    assert [(m["address"], m["cluster_address"]) for m in flags["alertmanager"]] == list(zip(members, ("127.0.0.1:20004", "127.0.0.1:20016", "127.0.0.1:20018")))
+    assert all(f"--cluster.peer-timeout={peer_timeout}s" in m["flags"] for m in flags["alertmanager"])
+    assert not (out / "beta" / "ha.yml").exists()
+    for environment in ("beta", "production"):
+        config = out / environment / "prometheus" / "prometheus.yml"
+        assert_ok(run(PROMTOOL, "check", "config", str(config)))
+        alerting = yaml.safe_load(config.read_text())["alerting"]["alertmanagers"]
+        assert [target for each in alerting for sd in each["static_configs"] for target in sd["targets"]] == list(members)
+    notifier = yaml.safe_load((out / "fleet" / "notifier.yml").read_text())
+    assert notifier["static_configs"][0]["targets"] == list(members), "vmalert sends to every member"
+    assert "SUCCESS" in assert_ok(run(PROMTOOL, "test", "rules", str(out / "fleet" / "pharos-fleet-tests.yml")))
+
+
+def test_a_pair_or_a_cluster_goes_on_without_one_member_and_stops_without_the_last(tmp_path: Path, capsys):
+    from pharos_monitoring.local import up
+
+    (tmp_path / "logs").mkdir()
+    running = up.Stack(tmp_path, Ports.from_base(20000, ha=True), None, {}, 0, threading.Event())
+    first, second, other = (running._start(name, ["sleep", "60"]) for name in ("prometheus production/1", "prometheus production/2", "sinks"))
+    running.redundant["production's Prometheus pair"] = ("replicas", [first, second])
+    try:
+        assert running.goes_on_without(other) == (False, "")
+        first.kill()
+        first.process.wait(timeout=10)
+        assert running.goes_on_without(first) == (True, "production's Prometheus pair goes on with 1 of 2 replicas")
+        assert up._wait(running, threading.Event(), duration=1) == 0
+        assert capsys.readouterr().err.count("pharos up: prometheus production/1 exited with code -9; see ") == 1
+        second.kill()
+        second.process.wait(timeout=10)
+        assert up._wait(running, threading.Event(), duration=5) == 1
+        assert "pharos up: prometheus production/2 exited with code -9; see " in capsys.readouterr().err
+        assert running.goes_on_without(second) == (False, "the last of production's Prometheus pair")
+    finally:
+        running.stop_all()
 
 
 # --- refusals, before anything starts ----------------------------------------------------------
@@ -148,10 +220,11 @@ def test_missing_prometheus_names_the_install_command(tmp_path: Path, monkeypatc
     assert main(["up", "--state-dir", str(tmp_path / "state"), "--port-base", "0"]) == 1
     error = capsys.readouterr().err
     assert (
-        "Prometheus (none of prometheus on PATH), Alertmanager (none of prometheus-alertmanager, alertmanager on PATH) "
-        "and node_exporter (none of prometheus-node-exporter, node_exporter on PATH) not installed"
+        "Prometheus (none of prometheus on PATH), Alertmanager (none of prometheus-alertmanager, alertmanager on PATH), "
+        "node_exporter (none of prometheus-node-exporter, node_exporter on PATH), "
+        "VictoriaMetrics (none of victoria-metrics, victoria-metrics-prod on PATH) and vmalert (none of vmalert, vmalert-prod on PATH) not installed"
     ) in error
-    assert "sudo apt-get install prometheus prometheus-alertmanager prometheus-node-exporter" in error
+    assert "sudo apt-get install prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics" in error
     assert not (tmp_path / "state").exists()
 
 
@@ -286,7 +359,7 @@ def test_a_child_that_dies_takes_the_stack_down_cleanly(tmp_path: Path):
     output = (tmp_path / "up.out").read_text()
     assert code == 1, output
     assert "pharos up: demo-app beta/orders exited with code -9; see " in output
-    assert "stopping everything" in output and "pharos up: stopped 9 processes" in output
+    assert "stopping everything" in output and "pharos up: stopped 11 processes" in output
     assert gone(list(children.values()), 5)
     assert not (tmp_path / "state" / "up.json").exists()
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from pharos_monitoring.local.local_stack import Ports
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
@@ -68,7 +70,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_port_base(span: int = 10) -> int:
+def free_port_base(span: int = max(Ports.from_base(0, ha=True).all().values()) + 1) -> int:
     """A base N with N..N+span-1 all free on loopback."""
     for _ in range(50):
         base = free_port()
@@ -86,7 +88,7 @@ def free_port_base(span: int = 10) -> int:
         finally:
             for sock in sockets:
                 sock.close()
-    pytest.fail("no 10 consecutive free ports on loopback")
+    pytest.fail(f"no {span} consecutive free ports on loopback")
 
 
 def with_free_ports(script: str, ports: dict[str, str]) -> str:

@@ -132,3 +132,44 @@ def test_pharos_sinks_runs_until_sigterm(tmp_path: Path):
         process.stderr.close()
     assert code == 0
     assert sinks.read_slack(tmp_path)[0]["title"] == "hello"
+
+
+def test_pagerduty_answers_like_the_events_api_and_keeps_the_event_but_not_the_key(running: Sinks, tmp_path: Path):
+    key = "integration-key-not-to-be-kept-3390"
+    trigger = {
+        "routing_key": key,
+        "event_action": "trigger",
+        "payload": {"summary": "[FIRING:1] X in production", "source": "Alertmanager", "severity": "critical"},
+    }
+    answer = requests.post(running.slack.url + sinks.PAGERDUTY_PATH, json=trigger, timeout=TIMEOUT)
+    assert answer.status_code == 202
+    dedup_key = answer.json()["dedup_key"]
+    assert answer.json() == {"status": "success", "message": "Event processed", "dedup_key": dedup_key} and dedup_key
+    resolve = {"routing_key": key, "event_action": "resolve", "dedup_key": dedup_key}
+    assert requests.post(running.slack.url + sinks.PAGERDUTY_PATH, json=resolve, timeout=TIMEOUT).status_code == 202
+
+    refused = {
+        "no key": {**trigger, "routing_key": ""},
+        "unknown action": {**trigger, "event_action": "page"},
+        "PagerDuty has no severity 'page'": {**trigger, "payload": {**trigger["payload"], "severity": "page"}},
+        "resolve without dedup_key": {"routing_key": key, "event_action": "resolve"},
+    }
+    answers = {why: requests.post(running.slack.url + sinks.PAGERDUTY_PATH, json=event, timeout=TIMEOUT) for why, event in refused.items()}
+    assert {why: (a.status_code, a.json()["status"]) for why, a in answers.items()} == {why: (400, "invalid event") for why in refused}
+    assert answers["unknown action"].json()["errors"] == ["'event_action' must be one of trigger, acknowledge, resolve"]
+
+    kept = sinks.read_pagerduty(tmp_path)
+    assert [(e["seq"], e["event_action"], e["dedup_key"], e["summary"], e["severity"]) for e in kept] == [
+        (1, "trigger", dedup_key, "[FIRING:1] X in production", "critical"),
+        (2, "resolve", dedup_key, "", ""),
+    ]
+    assert kept[0]["routing_key_id"] == kept[1]["routing_key_id"] and len(kept[0]["routing_key_id"]) == 12
+    event = sinks.pagerduty_event(tmp_path, kept[0])
+    assert event["payload"] == trigger["payload"] and "routing_key" not in event
+    assert running.lines == [
+        f"pharos sinks: pagerduty #1 trigger {dedup_key}: [FIRING:1] X in production",
+        f"pharos sinks: pagerduty #2 resolve {dedup_key}: ",
+    ]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key not in path.read_text(), f"{path} holds the routing key"

@@ -94,7 +94,7 @@ def test_a_fault_reaches_mail_and_slack_once_per_group_and_resolves(tmp_path: Pa
         described = wait_for(lambda: up.poll() is None and (state / "up.json").exists() and json.loads((state / "up.json").read_text()), START_SECONDS)
         assert described, f"pharos up did not come up:\n{output_path.read_text()}"
         children = [psutil.Process(child["pid"]) for child in described["children"]]
-        assert len(children) == 9  # node_exporter included: every environment scrapes it (job node)
+        assert len(children) == 11  # node_exporter, the global store and vmalert included
         assert sorted(described["prometheus"]) == ["beta", "production"]
         for environment, prometheus in described["prometheus"].items():
             assert wait_for(lambda: all_targets_up(prometheus), TARGETS_SECONDS), f"targets of {environment} not all up"
@@ -129,6 +129,6 @@ def test_a_fault_reaches_mail_and_slack_once_per_group_and_resolves(tmp_path: Pa
 
     output = output_path.read_text()
     assert code == 0, output
-    assert "pharos up: stopped 9 processes" in output
+    assert "pharos up: stopped 11 processes" in output
     assert not [child.pid for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE], "orphans left"
     assert not (state / "up.json").exists()

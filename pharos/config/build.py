@@ -10,14 +10,24 @@ thresholds):
     DIR/prometheus/rules/pharos-slo.yml  when services of the environment have objectives
     DIR/prometheus/pharos-tests.yml      `promtool test rules` cases for those rules
     DIR/prometheus/pharos-slo-tests.yml  and for the objectives' burn rates (alerts/slo_tests.py)
+    DIR/prometheus/rules/pharos-expected-instances.yml, DIR/prometheus/pharos-expected-instances-tests.yml
+                                         when services declare expected_instances (alerts/expected_instances.py)
     DIR/alertmanager/alertmanager.yml
     DIR/ha.yml                           with an `ha:` section: the replicas' and cluster's flags (pharos/config/ha.py)
+
+and, for a stack with a `fleet:` section, the global store's set (pharos/config/fleet.py):
+
+    DIR/fleet/fleet.yml                  the flags of victoria-metrics and vmalert
+    DIR/fleet/notifier.yml               vmalert's Alertmanagers (-notifier.config)
+    DIR/fleet/rules/pharos-fleet.yml     vmalert's global rules
+    DIR/fleet/pharos-fleet-tests.yml     their `promtool test rules` cases (on pharos-fleet.promtool.yml)
 
 `promtool test rules DIR/prometheus/pharos-tests.yml` proves that every alert of the build fires
 where it must and keeps quiet where it must not, with this environment's thresholds. A stack with
 another `rate_window` than the catalogue's gets no test file (its series are made for that window).
 
-Without `--environment`, every environment of the stack gets such a set in `DIR/<environment>/`.
+Without `--environment`, every environment of the stack gets such a set in `DIR/<environment>/`,
+and the fleet its own in `DIR/fleet/`; `--environment fleet` builds the fleet's alone, into DIR.
 The output is a function of the stack file and the catalogue only: building twice gives the same
 bytes, and secrets appear only as file paths.
 """
@@ -29,15 +39,17 @@ import os
 import sys
 from pathlib import Path
 
-from pharos_monitoring.alerts import alertmanager, prometheus_rules, rule_tests, slo_tests
+from pharos_monitoring.alerts import alertmanager, expected_instances, prometheus_rules, rule_tests, slo_tests
+from pharos_monitoring.alerts.recording import ExpectedInstances
 
-from . import grafana_provisioning, ha, prometheus_config
+from . import fleet, grafana_provisioning, ha, prometheus_config
 from .stack_config import StackConfig, StackConfigError, load
 from .yaml_out import dump
 
 
 RULE_TESTS_FILE = "pharos-tests.yml"  # in prometheus/, beside rules/ (not in it: rules/*.yml are loaded)
 SLO_TESTS_FILE = "pharos-slo-tests.yml"
+EXPECTED_TESTS_FILE = "pharos-expected-instances-tests.yml"
 
 
 def _header(stack: StackConfig, what: str) -> str:
@@ -54,7 +66,8 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
 
 
 def alertmanager_config(stack: StackConfig) -> dict:
-    return alertmanager.render(list(stack.receivers), stack.routing, stack.timing, stack.smtp)
+    links = alertmanager.Links(stack.grafana.service_dashboard_url if stack.grafana else "")
+    return alertmanager.render(list(stack.receivers), stack.routing, stack.timing, stack.smtp, links=links)
 
 
 def build_environment(stack: StackConfig, environment: str, out: Path) -> list[Path]:
@@ -68,7 +81,12 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
     )
     rules_dir = prometheus_dir / prometheus_config.RULES_DIR
     objectives = stack.environment(environment).objectives
-    rule_files = prometheus_rules.rule_files(environment, stack.runbook_url, stack.tuning, objectives)
+    declared = tuple(
+        ExpectedInstances(environment, service.name, service.expected_instances, service.team)
+        for service in stack.environment(environment).services
+        if service.expected_instances
+    )
+    rule_files = prometheus_rules.rule_files(environment, stack.runbook_url, stack.tuning, objectives, declared)
     for name, content in rule_files.items():
         _write(rules_dir / name, dump(content, _header(stack, f"Rules of {environment}")), written)
     # prometheus.yml loads rules/*.yml: a rule file left over from an earlier build would load too.
@@ -77,20 +95,26 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
             stale.unlink()
     tests_path = prometheus_dir / RULE_TESTS_FILE
     try:
-        # The catalogue's cases feed recorded objectives of their own: without the stack's.
-        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in rule_files if name != prometheus_rules.SLO_FILE]
+        # The catalogue's cases feed recorded objectives and counts of their own: without the stack's.
+        own = (prometheus_rules.SLO_FILE, prometheus_rules.EXPECTED_FILE)
+        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in rule_files if name not in own]
         tests = rule_tests.unit_tests(environment, stack.runbook_url, relative, stack.tuning)
     except ValueError:
         tests_path.unlink(missing_ok=True)  # tests of an earlier build would test other rules
     else:
         _write(tests_path, dump(tests, _header(stack, f"promtool test rules {RULE_TESTS_FILE}, for the rules of {environment}")), written)
-    slo_tests_path = prometheus_dir / SLO_TESTS_FILE
-    if objectives:
-        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in (prometheus_rules.SLO_FILE, prometheus_rules.ALERTS_FILE)]
-        tests = slo_tests.unit_tests(objectives, stack.runbook_url, relative, stack.tuning)
-        _write(slo_tests_path, dump(tests, _header(stack, f"promtool test rules {SLO_TESTS_FILE}, for the objectives of {environment}")), written)
-    else:
-        slo_tests_path.unlink(missing_ok=True)
+    # Tests of the stack's own declarations, beside the rule file they test and the alerts that read it.
+    for file_name, rules_file, what, declarations, unit_tests in (
+        (SLO_TESTS_FILE, prometheus_rules.SLO_FILE, "the objectives", objectives, slo_tests.unit_tests),
+        (EXPECTED_TESTS_FILE, prometheus_rules.EXPECTED_FILE, "the expected instances", declared, expected_instances.unit_tests),
+    ):
+        path = prometheus_dir / file_name
+        if not declarations:
+            path.unlink(missing_ok=True)  # tests of an earlier build would test rules no longer there
+            continue
+        relative = [f"{prometheus_config.RULES_DIR}/{name}" for name in (rules_file, prometheus_rules.ALERTS_FILE)]
+        tests = unit_tests(declarations, stack.runbook_url, relative, stack.tuning)
+        _write(path, dump(tests, _header(stack, f"promtool test rules {file_name}, for {what} of {environment}")), written)
     _write(
         out / "alertmanager" / "alertmanager.yml",
         dump(alertmanager_config(stack), _header(stack, "Alertmanager (routes for every environment)")),
@@ -109,10 +133,11 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
 
 def _write_grafana(stack: StackConfig, environment, out: Path, written: list[Path]) -> None:
     settings, header = stack.grafana, _header(stack, f"Grafana of {environment.name}")
-    datasources = grafana_provisioning.datasources(settings, environment.name, environment.prometheus, stack.intervals.scrape_interval)
+    fleet_url = stack.fleet.store_url if stack.fleet else ""
+    datasources = grafana_provisioning.datasources(settings, environment.name, environment.prometheus, stack.intervals.scrape_interval, fleet_url)
     _write(out / grafana_provisioning.DATASOURCES_FILE, dump(datasources, header), written)
     _write(out / grafana_provisioning.DASHBOARD_PROVIDERS_FILE, dump(grafana_provisioning.dashboard_providers(settings), header), written)
-    for name, text in grafana_provisioning.dashboards().items():
+    for name, text in grafana_provisioning.dashboards(fleet=stack.fleet is not None).items():
         _write(out / grafana_provisioning.DASHBOARDS_DIR / name, text, written)
     for path, content in grafana_provisioning.alerting(stack, environment.name).items():
         _write(out / path, dump(content, header), written)
@@ -121,13 +146,33 @@ def _write_grafana(stack: StackConfig, environment, out: Path, written: list[Pat
         _write(out / grafana_provisioning.SMTP_ENV_FILE, header + smtp_env, written)
 
 
+def build_fleet(stack: StackConfig, out: Path) -> list[Path]:
+    """Write the fleet's set (global store and vmalert) under `out`; returns the files written."""
+    written: list[Path] = []
+    header = _header(stack, "The fleet's global store and rules")
+    _write(out / fleet.FLAGS_FILE, dump(fleet.flags(stack), header), written)
+    _write(out / fleet.NOTIFIER_FILE, dump(fleet.notifier_config(stack.fleet), header), written)
+    _write(out / fleet.RULES_DIR / fleet.RULES_FILE, dump(fleet.rule_file(stack), header), written)
+    # promtool knows no vmalert group keys: the tests read the same rules without them.
+    _write(out / fleet.PROMTOOL_RULES_FILE, dump(fleet.promtool_rule_file(stack), header), written)
+    tests = fleet.unit_tests(stack, fleet.PROMTOOL_RULES_FILE)
+    _write(out / fleet.TESTS_FILE, dump(tests, _header(stack, f"promtool test rules {fleet.TESTS_FILE}, for the fleet's rules")), written)
+    return written
+
+
 def build(stack: StackConfig, out: Path, environment: str | None = None) -> list[Path]:
+    if environment == fleet.FLEET_DIR:
+        if stack.fleet is None:
+            raise StackConfigError(f"{stack.source}: {fleet.FLEET_KEY}: missing; --environment fleet builds the fleet's set, which needs this section")
+        return build_fleet(stack, out)
     if environment is not None:
         stack.environment(environment)  # an unknown name fails before anything is written
         return build_environment(stack, environment, out)
     written: list[Path] = []
     for each in stack.environments:
         written += build_environment(stack, each.name, out / each.name)
+    if stack.fleet is not None:
+        written += build_fleet(stack, out / fleet.FLEET_DIR)
     return written
 
 

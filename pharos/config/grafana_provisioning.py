@@ -5,6 +5,8 @@ Written by `pharos build` when the stack file has a top-level `grafana:` section
     grafana:
       prometheus_url: http://prometheus:9090     # default: http://<the environment's prometheus>
       dashboards_path: /etc/grafana/dashboards/pharos   # where Grafana finds the dashboard files
+      url: https://grafana.example.com           # where people open Grafana: notifications link
+                                                 # to the service-detail dashboard (none without it)
 
 into the environment's output directory:
 
@@ -27,6 +29,8 @@ from typing import Any
 
 GRAFANA_KEY = "grafana"
 DATASOURCE_UID = "pharos-prometheus"
+FLEET_DATASOURCE_UID = "pharos-fleet"
+FLEET_DATASOURCE_NAME = "Pharos fleet (global store)"
 DEFAULT_DASHBOARDS_PATH = "/etc/grafana/dashboards/pharos"
 DATASOURCES_FILE = PurePosixPath("grafana/provisioning/datasources/pharos.yml")
 DASHBOARD_PROVIDERS_FILE = PurePosixPath("grafana/provisioning/dashboards/pharos.yml")
@@ -38,15 +42,29 @@ NOTIFICATION_POLICIES_FILE = ALERTING_DIR / "policies.yml"
 SMTP_ENV_FILE = PurePosixPath("grafana/smtp.env")
 
 
+# Scheme, host, optional port and path: nothing a message template or a query string could misread.
+_BASE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+
+
 @dataclass(frozen=True)
 class GrafanaSettings:
     prometheus_url: str = ""  # "" = http:// + the environment's `prometheus` address
     dashboards_path: str = DEFAULT_DASHBOARDS_PATH
+    url: str = ""  # Grafana's address for people, e.g. https://grafana.example.com; "" = no links to it
+
+    @property
+    def service_dashboard_url(self) -> str:
+        """The service-detail dashboard's URL, for the links in notifications; "" without `url`."""
+        if not self.url:
+            return ""
+        from pharos_monitoring.dashboards import service_detail  # here: grafanalib loads only when Grafana is built
+
+        return f"{self.url.rstrip('/')}/d/{service_detail.UID}"
 
 
 def read(reader, value: Any, path: str = GRAFANA_KEY) -> GrafanaSettings:
     """The `grafana:` section; `reader` is the stack file's reader (fail, mapping, string)."""
-    data = reader.mapping(value, path, {"prometheus_url", "dashboards_path"})
+    data = reader.mapping(value, path, {"prometheus_url", "dashboards_path", "url"})
     return GrafanaSettings(
         prometheus_url=reader.string(
             data, "prometheus_url", path, "",
@@ -56,10 +74,30 @@ def read(reader, value: Any, path: str = GRAFANA_KEY) -> GrafanaSettings:
             data, "dashboards_path", path, DEFAULT_DASHBOARDS_PATH,
             lambda p: "" if p.startswith("/") else f"{p!r} must be an absolute path inside the Grafana container",
         ),
+        url=reader.string(
+            data, "url", path, "",
+            lambda url: "" if _BASE_URL.match(url) else f"{url!r} is not Grafana's http(s) address (scheme, host, optional port and path), e.g. https://grafana.example.com",
+        ),
     )
 
 
-def datasources(settings: GrafanaSettings, environment_name: str, prometheus: str, scrape_interval: str) -> dict:
+def datasources(settings: GrafanaSettings, environment_name: str, prometheus: str, scrape_interval: str, fleet_store_url: str = "") -> dict:
+    """The environment's Prometheus (the default) and, with a fleet, the global store beside it: the
+    dashboards' `datasource` variable switches between them."""
+    fleet = []
+    if fleet_store_url:
+        fleet = [
+            {
+                "name": FLEET_DATASOURCE_NAME,
+                "uid": FLEET_DATASOURCE_UID,
+                "type": "prometheus",  # VictoriaMetrics answers Prometheus' query API
+                "access": "proxy",
+                "url": fleet_store_url,
+                "isDefault": False,
+                "editable": False,
+                "jsonData": {"timeInterval": scrape_interval},
+            }
+        ]
     return {
         "apiVersion": 1,
         "datasources": [
@@ -74,7 +112,8 @@ def datasources(settings: GrafanaSettings, environment_name: str, prometheus: st
                 # Grafana's $__rate_interval is four times this: it must be the real scrape interval.
                 "jsonData": {"timeInterval": scrape_interval},
             }
-        ],
+        ]
+        + fleet,
     }
 
 
@@ -94,11 +133,12 @@ def dashboard_providers(settings: GrafanaSettings) -> dict:
     }
 
 
-def dashboards() -> dict[str, str]:
-    """File name -> JSON of every dashboard."""
+def dashboards(fleet: bool = False) -> dict[str, str]:
+    """File name -> JSON of every dashboard; with `fleet`, their environment picker is shown (the
+    global data source holds every environment)."""
     from pharos_monitoring.dashboards import DASHBOARDS, file_name, house
 
-    built = [module.build() for module in DASHBOARDS]
+    built = [module.build(fleet=fleet) for module in DASHBOARDS]
     return {file_name(dashboard): house.to_json(dashboard) for dashboard in built}
 
 

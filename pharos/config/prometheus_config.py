@@ -7,14 +7,15 @@ address becomes `?target=` and `instance`, and Prometheus actually connects to t
 that scrape a Pharos exporter get the stack's `exporter_tls`/`exporter_auth` as `scheme`,
 `tls_config` and `basic_auth` (pharos/config/exporter_access.py). The monitoring's own jobs get a
 `component` label (what PharosMonitoringComponentDown watches), and every job the stack's
-`scrape_limits` (what the Prometheus*LimitHit alerts report).
+`scrape_limits` (what the Prometheus*LimitHit alerts report). With a `fleet:` section, everything
+is also written to the global store (`remote_write`, pharos/config/fleet.py).
 """
 
 from __future__ import annotations
 
 from pharos_monitoring.exporter.catalogue import Label as L
 
-from . import ha as high_availability, node_scrape, swarm_discovery
+from . import fleet as global_fleet, ha as high_availability, node_scrape, swarm_discovery
 from .stack_config import ALERTMANAGER_JOB, EXPORTER_JOB, PROBE, PROMETHEUS_JOB, Environment, Service, StackConfig
 
 RULES_DIR = "rules"
@@ -68,18 +69,27 @@ def _alerting(environment: Environment) -> dict:
     relabel = high_availability.alert_relabel_configs(environment.ha)
     if relabel:
         alerting["alert_relabel_configs"] = relabel
-    alerting["alertmanagers"] = [{"static_configs": [{"targets": list(environment.alertmanagers)}]}]
+    # A cluster's DNS name (tasks.alertmanager) becomes dns_sd_configs: every member, wherever its task runs.
+    alerting["alertmanagers"] = [high_availability.alertmanager_targets(environment.ha, environment.alertmanagers)]
     return alerting
+
+
+def _with_targets(job: dict, targets: dict) -> dict:
+    """`job` finding its targets as `targets` says (static or DNS) instead of its static list."""
+    return {"job_name": job["job_name"], **targets, **{key: value for key, value in job.items() if key not in ("job_name", "static_configs")}}
 
 
 def render(stack: StackConfig, environment_name: str) -> dict:
     environment = stack.environment(environment_name)
     intervals = stack.intervals
     jobs = [
-        # A pair scrapes both replicas: each one reports the other's death (PharosMonitoringComponentDown).
-        _own_job(PROMETHEUS_JOB, environment.ha.prometheus if environment.ha else (environment.prometheus,), environment.name),
-        _own_job(ALERTMANAGER_JOB, environment.alertmanagers, environment.name),
+        # A pair scrapes both replicas: each one reports the other's death (PharosMonitoringComponentDown);
+        # a DNS name (tasks.<service>) stands for every replica or member.
+        _with_targets(_own_job(PROMETHEUS_JOB, (), environment.name), high_availability.prometheus_targets(environment.ha, environment.prometheus)),
+        _with_targets(_own_job(ALERTMANAGER_JOB, (), environment.name), high_availability.alertmanager_targets(environment.ha, environment.alertmanagers)),
     ]
+    # The fleet's store and vmalert: every environment reports them down, none depends on the others for it.
+    jobs += [_own_job(job, (address,), environment.name) for job, address in global_fleet.scrape_targets(stack.fleet)]
     if environment.exporter:
         jobs.append(_exporter_job(_own_job(EXPORTER_JOB, (environment.exporter,), environment.name), environment))
     jobs += [_service_job(service, environment, intervals.file_sd_refresh_interval) for service in environment.services]
@@ -91,7 +101,7 @@ def render(stack: StackConfig, environment_name: str) -> dict:
     # Limits come right after the name, so that a reader sees them before the job's long relabelling.
     limits = stack.scrape_limits.settings()
     jobs = [{"job_name": job["job_name"], **limits, **{key: value for key, value in job.items() if key != "job_name"}} for job in jobs]
-    return {
+    rendered = {
         "global": {
             "scrape_interval": intervals.scrape_interval,
             "scrape_timeout": intervals.scrape_timeout,
@@ -102,3 +112,7 @@ def render(stack: StackConfig, environment_name: str) -> dict:
         "rule_files": [f"{RULES_DIR}/*.yml"],
         "scrape_configs": jobs,
     }
+    remote_write = global_fleet.remote_write(stack.fleet)
+    if remote_write:
+        rendered["remote_write"] = remote_write
+    return rendered

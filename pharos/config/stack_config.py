@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from pharos_monitoring.alerts import ALERTS, ENVIRONMENTS, SEVERITIES
-from pharos_monitoring.alerts.alertmanager import Receiver, Routing, SlackChannel, Smtp, Timing
+from pharos_monitoring.alerts.alertmanager import PagerDuty, Receiver, Routing, SlackChannel, Smtp, Timing
 from pharos_monitoring.alerts.catalogue import WATCHDOG
 from pharos_monitoring.alerts.model import duration_seconds
 from pharos_monitoring.alerts.prometheus_rules import Tuning
@@ -26,6 +26,7 @@ from .exporter_access import AUTH_KEY, TLS_KEY, ExporterAccess, read as read_exp
 from .grafana_provisioning import GRAFANA_KEY, GrafanaSettings, read as read_grafana
 from .objectives import OBJECTIVES_KEY, Objective, read as read_objectives
 from .swarm_discovery import SWARM_JOB, SWARM_KEY, SwarmDiscovery, read as read_swarm
+from .fleet import FLEET_ALERT_NAMES, FLEET_KEY, HEARTBEAT_RECEIVER, STORE_JOB, VMALERT_JOB, Fleet, read as read_fleet
 from .ha import HA_KEY, HighAvailability, read as read_ha
 from .node_scrape import NODE_EXPORTERS_KEY
 from pharos_monitoring.alerts.upstream import NODE_JOB
@@ -38,7 +39,7 @@ MODES = (SIDECAR, PROBE)
 PROMETHEUS_JOB = "prometheus"
 ALERTMANAGER_JOB = "alertmanager"
 EXPORTER_JOB = "pharos-exporter"
-RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB, SWARM_JOB, NODE_JOB)
+RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB, SWARM_JOB, NODE_JOB, STORE_JOB, VMALERT_JOB)
 
 
 class StackConfigError(ValueError):
@@ -54,6 +55,7 @@ class Service:
     files: tuple[str, ...] = ()  # file-based discovery: target lists that other tools keep up to date
     team: str = ""  # becomes the `team` label; routes.teams names the team's receiver
     objectives: tuple[Objective, ...] = ()  # availability and latency SLOs (pharos/config/objectives.py)
+    expected_instances: int = 0  # targets it should have (PharosServiceTargetsMissing); 0: not declared
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class StackConfig:
     alert_for: Mapping[str, str] = field(default_factory=dict)  # alert name -> `for` replacing the catalogue's
     grafana: GrafanaSettings | None = None  # write Grafana's provisioning too (pharos/config/grafana_provisioning.py)
     scrape_limits: ScrapeLimits = ScrapeLimits()
+    fleet: Fleet | None = None  # the global store and its rules (pharos/config/fleet.py)
 
     @property
     def tuning(self) -> Tuning:
@@ -300,13 +303,13 @@ def _smtp(reader: _Reader, value: Any) -> Smtp | None:
 def _receivers(reader: _Reader, value: Any, smtp: Smtp | None) -> tuple[Receiver, ...]:
     data = reader.mapping(value, "receivers")
     if not data:
-        raise reader.fail("receivers", "missing; name at least one receiver (mail addresses and/or Slack channels)")
+        raise reader.fail("receivers", "missing; name at least one receiver (mail addresses, Slack channels and/or PagerDuty services)")
     receivers = []
     for name, entry in sorted(data.items()):
         path = _join("receivers", name)
         if not _RECEIVER_NAME.match(name):
             raise reader.fail(path, "receiver names may only hold letters, digits and _.-")
-        entry = reader.mapping(entry, path, {"email", "slack"})
+        entry = reader.mapping(entry, path, {"email", "slack", "pagerduty"})
         emails = reader.strings(entry, "email", path, _email)
         if emails and smtp is None:
             raise reader.fail(_join(path, "email"), "mail receivers need the top-level smtp section (smarthost, from)")
@@ -323,21 +326,41 @@ def _receivers(reader: _Reader, value: Any, smtp: Smtp | None) -> tuple[Receiver
                     webhook_url_file=reader.string(channel, "webhook_url_file", channel_path),
                 )
             )
-        if not emails and not slack:
-            raise reader.fail(path, "a receiver needs at least one email address or Slack channel")
-        receivers.append(Receiver(name, emails, tuple(slack)))
+        pagerduty_value = entry.get("pagerduty") or []
+        if not isinstance(pagerduty_value, list):
+            raise reader.fail(_join(path, "pagerduty"), f"expected a list of services, got {type(pagerduty_value).__name__}")
+        pagerduty = []
+        for index, service in enumerate(pagerduty_value):
+            service_path = f"{_join(path, 'pagerduty')}[{index}]"
+            inline = sorted({"routing_key", "service_key"} & set(service if isinstance(service, dict) else ()))
+            if inline:
+                raise reader.fail(_join(service_path, inline[0]), "secrets are not accepted inline; put the key in a file and give its path as routing_key_file")
+            service = reader.mapping(service, service_path, {"routing_key_file", "url"})
+            pagerduty.append(
+                PagerDuty(
+                    routing_key_file=reader.string(service, "routing_key_file", service_path),
+                    url=reader.string(service, "url", service_path, "", _url),
+                )
+            )
+        if not emails and not slack and not pagerduty:
+            raise reader.fail(path, "a receiver needs at least one email address, Slack channel or PagerDuty service")
+        receivers.append(Receiver(name, emails, tuple(slack), tuple(pagerduty)))
     return tuple(receivers)
 
 
-def _routing(reader: _Reader, value: Any, receivers: tuple[Receiver, ...]) -> Routing:
+def _routing(reader: _Reader, value: Any, receivers: tuple[Receiver, ...], heartbeat_receiver: str = "") -> Routing:
+    """`routes:`; with `heartbeat_receiver` (a stack with a fleet), the Watchdog may go unrouted: it goes there."""
     names = {receiver.name for receiver in receivers}
 
     def receiver(data: dict, key: str, path: str) -> str:
         return reader.string(data, key, path, check=lambda name: "" if name in names else f"no receiver {name!r}; receivers: {', '.join(sorted(names))}")
 
     data = reader.mapping(value, "routes", {"default", "alerts", "environments", "teams"})
-    alert_names = {alert.name for alert in ALERTS}
+    alert_names = {alert.name for alert in ALERTS} | set(FLEET_ALERT_NAMES)
     by_alert_data = reader.mapping(data.get("alerts"), "routes.alerts", alert_names)
+    if WATCHDOG.name not in by_alert_data and heartbeat_receiver:
+        # The fleet's global rules watch the Watchdog in the store: only its absence reaches people.
+        by_alert_data = {**by_alert_data, WATCHDOG.name: heartbeat_receiver}
     if WATCHDOG.name not in by_alert_data:
         raise reader.fail(
             "routes.alerts",
@@ -364,7 +387,7 @@ def _routing(reader: _Reader, value: Any, receivers: tuple[Receiver, ...]) -> Ro
 
 def _alert_settings(reader: _Reader, value: Any) -> dict[str, str]:
     """`alerts: {NAME: {for: DURATION}}`: per-alert settings that replace the catalogue's."""
-    data = reader.mapping(value, "alerts", {alert.name for alert in ALERTS})
+    data = reader.mapping(value, "alerts", {alert.name for alert in ALERTS} | set(FLEET_ALERT_NAMES))
     alert_for = {}
     for name, settings in sorted(data.items()):
         path = _join("alerts", name)
@@ -379,7 +402,7 @@ def _service(reader: _Reader, name: str, value: Any, path: str, teams: Mapping[s
         raise reader.fail(path, "service names start with a lowercase letter and hold only a-z, 0-9, _ and -")
     if name in RESERVED_JOBS:
         raise reader.fail(path, f"{name!r} is the name of a job Pharos generates; choose another service name")
-    data = reader.mapping(value, path, {"mode", "profile", "targets", "files", "team", OBJECTIVES_KEY})
+    data = reader.mapping(value, path, {"mode", "profile", "targets", "files", "team", OBJECTIVES_KEY, "expected_instances"})
     mode = reader.string(data, "mode", path, check=lambda m: "" if m in MODES else f"expected {' or '.join(MODES)}, got {m!r}")
     if mode == SIDECAR and "profile" in data:
         raise reader.fail(_join(path, "profile"), "a sidecar's profile is set in its own exporter configuration; remove it here")
@@ -392,9 +415,20 @@ def _service(reader: _Reader, name: str, value: Any, path: str, teams: Mapping[s
         lambda t: "" if t in teams else f"no team {t!r} in routes.teams (team: receiver); teams: {', '.join(sorted(teams)) or 'none'}",
     )
     objectives = read_objectives(reader, data.get(OBJECTIVES_KEY), _join(path, OBJECTIVES_KEY), environment, name, team)
-    service = Service(name, mode, profile, reader.strings(data, "targets", path, _address), reader.strings(data, "files", path, _sd_file), team, objectives)
+    expected = data.get("expected_instances", 0)  # absent: 0, nothing declared
+    if "expected_instances" in data and (isinstance(expected, bool) or not isinstance(expected, int) or expected < 1):
+        raise reader.fail(_join(path, "expected_instances"), f"expected a whole number of instances, at least 1, got {expected!r}")
+    service = Service(
+        name, mode, profile, reader.strings(data, "targets", path, _address), reader.strings(data, "files", path, _sd_file), team, objectives, expected
+    )
     if not service.targets and not service.files:
         raise reader.fail(path, "a service needs targets (HOST:PORT) or files (file-based discovery), or both")
+    if not service.files and service.expected_instances > len(service.targets):
+        raise reader.fail(
+            _join(path, "expected_instances"),
+            f"{service.expected_instances} instances expected, but only {len(service.targets)} targets are listed and no files: "
+            "Prometheus can never find more and the alert would never end; list every target, or discover them with files",
+        )
     return service
 
 
@@ -433,7 +467,7 @@ def _environment(reader: _Reader, name: str, value: Any, access: ExporterAccess,
 def parse(data: Any, source: str) -> StackConfig:
     """A StackConfig from parsed YAML; `source` names the file in errors."""
     reader = _Reader(source)
-    data = reader.mapping(data, "", {"runbook_url", "intervals", "scrape_limits", "smtp", "receivers", "routes", "environments", "alerts", TLS_KEY, AUTH_KEY, GRAFANA_KEY})
+    data = reader.mapping(data, "", {"runbook_url", "intervals", "scrape_limits", "smtp", "receivers", "routes", "environments", "alerts", TLS_KEY, AUTH_KEY, GRAFANA_KEY, FLEET_KEY})
     intervals, timing = _intervals(reader, data.get("intervals"))
     smtp = _smtp(reader, data.get("smtp"))
     receivers = _receivers(reader, data.get("receivers"), smtp)
@@ -446,7 +480,24 @@ def parse(data: Any, source: str) -> StackConfig:
                 _join("environments", name),
                 f"unknown environment; known: {', '.join(ENVIRONMENTS)} (thresholds are defined per environment in alerts/catalogue.py)",
             )
-    routing = _routing(reader, data.get("routes"), receivers)
+    heartbeat = ""
+    if FLEET_KEY in data:
+        # The Watchdog's notifications go nowhere (a receiver without integrations): PharosEnvironmentSilent
+        # reads its ALERTS series in the global store instead.
+        heartbeat = HEARTBEAT_RECEIVER
+        if heartbeat in {receiver.name for receiver in receivers}:
+            raise reader.fail(_join("receivers", heartbeat), "this name is the fleet's own receiver of the Watchdog; choose another")
+        receivers = receivers + (Receiver(heartbeat),)
+    routing = _routing(reader, data.get("routes"), receivers, heartbeat)
+    environments = tuple(
+        _environment(reader, name, environments_data[name], read_exporter_access(reader, data, ""), routing.by_team, timing)
+        for name in ENVIRONMENTS
+        if name in environments_data
+    )
+    # The global alerts go by default to the Alertmanagers of the most production-like environment.
+    last = environments[-1]
+    by_dns = last.ha is not None and last.ha.dns_members > 0
+    fleet = read_fleet(reader, data[FLEET_KEY], FLEET_KEY, last.alertmanagers, _address, by_dns) if FLEET_KEY in data else None
     return StackConfig(
         source=source,
         runbook_url=reader.string(data, "runbook_url", "", check=_url),
@@ -455,14 +506,11 @@ def parse(data: Any, source: str) -> StackConfig:
         smtp=smtp,
         receivers=receivers,
         routing=routing,
-        environments=tuple(
-            _environment(reader, name, environments_data[name], read_exporter_access(reader, data, ""), routing.by_team, timing)
-            for name in ENVIRONMENTS
-            if name in environments_data
-        ),
+        environments=environments,
         alert_for=_alert_settings(reader, data.get("alerts")),
         grafana=read_grafana(reader, data[GRAFANA_KEY]) if GRAFANA_KEY in data else None,
         scrape_limits=_scrape_limits(reader, data.get("scrape_limits")),
+        fleet=fleet,
     )
 
 

@@ -9,8 +9,13 @@ incoming-webhook receiver, both on loopback.
   error words such as `invalid_payload`), keeps the JSON as `DIR/slack/NNNNNN.json` and a line in
   `DIR/slack/index.jsonl` (time, channel, title, text, webhook id). The webhook URL is a secret:
   only a short hash of its path is kept, to tell webhooks apart.
-Each message also prints one line. `pharos up` runs the sinks; `read_mail`/`read_slack` read
-what they kept.
+- PagerDuty, on the Slack port: answers `POST /v2/enqueue` like PagerDuty's Events API v2 (202
+  `{"status": "success", "dedup_key": ...}`, or 400 `invalid event` with the errors), keeps the
+  event as `DIR/pagerduty/NNNNNN.json` and a line in `DIR/pagerduty/index.jsonl` (time, action,
+  dedup key, summary, severity, routing key id). The routing key is a secret: only a short hash
+  of it is kept, as for webhooks.
+Each message also prints one line. `pharos up` runs the sinks; `read_mail`/`read_slack`/
+`read_pagerduty` read what they kept.
 
 With `--smtp-password-file FILE` the SMTP sink requires AUTH (PLAIN or LOGIN, offered without TLS:
 loopback only) as `--smtp-username` with the password in FILE, so that a sender's credentials are
@@ -34,6 +39,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +52,10 @@ from .sink_faults import FAULTS_PATH, SINK_NAMES, SLACK, SLACK_ERROR_WORDS, SMTP
 
 MAIL_DIR = "mail"
 SLACK_DIR = "slack"
+PAGERDUTY_DIR = "pagerduty"
+PAGERDUTY_PATH = "/v2/enqueue"  # PagerDuty's Events API v2, path and JSON
+PAGERDUTY_ACTIONS = ("trigger", "acknowledge", "resolve")
+PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
 INDEX = "index.jsonl"
 MAX_WEBHOOK_BYTES = 1 << 20  # Slack's own limit for a message is far below this
 MAX_MAIL_BYTES = 10 << 20
@@ -68,10 +78,11 @@ class Inbox:
         self.directory = Path(directory)
         self.announce = announce
         self._lock = threading.Lock()
-        for kind in (MAIL_DIR, SLACK_DIR):
+        kinds = (MAIL_DIR, SLACK_DIR, PAGERDUTY_DIR)
+        for kind in kinds:
             (self.directory / kind).mkdir(parents=True, exist_ok=True)
         # Numbers continue after what an earlier run kept in the same directory.
-        self._counts = {kind: len(_index_lines(self.directory / kind)) for kind in (MAIL_DIR, SLACK_DIR)}
+        self._counts = {kind: len(_index_lines(self.directory / kind)) for kind in kinds}
 
     def add_mail(self, sender: str, recipients: list[str], data: bytes) -> dict:
         message = email.message_from_bytes(data, policy=email.policy.default)
@@ -86,11 +97,28 @@ class Inbox:
             "channel": str(payload.get("channel", "")),
             "title": str(attachment.get("title") or payload.get("text", "")),
             "text": str(attachment.get("text", "")),
-            "webhook": hashlib.sha256(webhook_path.encode()).hexdigest()[:12],
+            "webhook": _short_hash(webhook_path),
         }
         body = json.dumps(payload, indent=2, sort_keys=True).encode()
         entry = self._keep(SLACK_DIR, ".json", body, entry)
         self.announce(f"pharos sinks: slack #{entry['seq']} in {entry['channel'] or '(no channel)'}: {entry['title']}")
+        return entry
+
+    def add_pagerduty(self, event: dict) -> dict:
+        """Keep an accepted Events API v2 event, its routing key replaced by a short hash."""
+        payload = event.get("payload") or {}
+        kept = {key: value for key, value in event.items() if key != "routing_key"}
+        kept["routing_key_id"] = _short_hash(str(event["routing_key"]))
+        entry = {
+            "event_action": event["event_action"],
+            "dedup_key": event["dedup_key"],
+            "summary": str(payload.get("summary", "")),
+            "severity": str(payload.get("severity", "")),
+            "routing_key_id": kept["routing_key_id"],
+        }
+        body = json.dumps(kept, indent=2, sort_keys=True).encode()
+        entry = self._keep(PAGERDUTY_DIR, ".json", body, entry)
+        self.announce(f"pharos sinks: pagerduty #{entry['seq']} {entry['event_action']} {entry['dedup_key']}: {entry['summary']}")
         return entry
 
     def _keep(self, kind: str, suffix: str, content: bytes, entry: dict) -> dict:
@@ -103,6 +131,11 @@ class Inbox:
             with open(self.directory / kind / INDEX, "a", encoding="utf-8") as index:
                 index.write(json.dumps(entry, sort_keys=True) + "\n")
         return entry
+
+
+def _short_hash(secret: str) -> str:
+    """Tells secrets apart without keeping them."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
 def _index_lines(directory: Path) -> list[str]:
@@ -119,6 +152,16 @@ def read_mail(directory: Path) -> list[dict]:
 
 def read_slack(directory: Path) -> list[dict]:
     return [json.loads(line) for line in _index_lines(Path(directory) / SLACK_DIR)]
+
+
+def read_pagerduty(directory: Path) -> list[dict]:
+    """The index entries of the PagerDuty events kept under `directory`, oldest first."""
+    return [json.loads(line) for line in _index_lines(Path(directory) / PAGERDUTY_DIR)]
+
+
+def pagerduty_event(directory: Path, entry: dict) -> dict:
+    """A kept event as it arrived, but for its routing key (`routing_key_id`: a short hash)."""
+    return json.loads((Path(directory) / PAGERDUTY_DIR / entry["file"]).read_text(encoding="utf-8"))
 
 
 def mail_message(directory: Path, entry: dict) -> EmailMessage:
@@ -262,6 +305,8 @@ class _WebhookHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.startswith(FAULTS_PATH):
             return self._faults("POST")
+        if self.path == PAGERDUTY_PATH:
+            return self._pagerduty()
         if not WEBHOOK_PATH.match(self.path):
             return self._answer(404, "no_service")
         body = self._body()
@@ -277,6 +322,20 @@ class _WebhookHandler(BaseHTTPRequestHandler):
             return self._answer(400, "no_text")
         self.inbox.add_slack(payload, self.path)
         self._answer(200, "ok")
+
+    def _pagerduty(self) -> None:
+        body = self._body()
+        if body is None:
+            return
+        event = _payload(body, "application/json")
+        problems = _pagerduty_problems(event)
+        if problems:
+            answer = {"status": "invalid event", "message": "Event object is invalid", "errors": problems}
+            return self._answer(400, json.dumps(answer), "application/json")
+        event = {**event, "dedup_key": event.get("dedup_key") or uuid.uuid4().hex}
+        self.inbox.add_pagerduty(event)
+        answer = {"status": "success", "message": "Event processed", "dedup_key": event["dedup_key"]}
+        self._answer(202, json.dumps(answer), "application/json")
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.startswith(FAULTS_PATH):
@@ -346,6 +405,30 @@ def _payload(body: bytes, content_type: str) -> object:
         return json.loads(text)
     except (UnicodeDecodeError, ValueError):
         return None
+
+
+def _pagerduty_problems(event: object) -> list[str]:
+    """What PagerDuty's Events API v2 would refuse in `event` (the fields it requires), [] if nothing."""
+    if not isinstance(event, dict):
+        return ["the body is not a JSON object"]
+    problems = []
+    if not isinstance(event.get("routing_key"), str) or not event["routing_key"]:
+        problems.append("'routing_key' is missing or blank")
+    if event.get("event_action") not in PAGERDUTY_ACTIONS:
+        problems.append(f"'event_action' must be one of {', '.join(PAGERDUTY_ACTIONS)}")
+    if event.get("event_action") in ("acknowledge", "resolve") and not event.get("dedup_key"):
+        problems.append("'dedup_key' is required to acknowledge or resolve")
+    if event.get("event_action") != "trigger":
+        return problems
+    payload = event.get("payload")
+    if not isinstance(payload, dict):
+        return problems + ["'payload' is missing"]
+    for field in ("summary", "source"):
+        if not isinstance(payload.get(field), str) or not payload[field]:
+            problems.append(f"'payload.{field}' is missing or blank")
+    if payload.get("severity") not in PAGERDUTY_SEVERITIES:
+        problems.append(f"'payload.severity' must be one of {', '.join(PAGERDUTY_SEVERITIES)}")
+    return problems
 
 
 class _Server(ThreadingHTTPServer):
@@ -473,7 +556,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"pharos sinks: SMTP on {sinks.smtp.host}:{sinks.smtp.port}"
         + (f" (AUTH required, user {args.smtp_username})" if credentials else "")
-        + f", Slack webhooks at {sinks.slack.url}/services/..., faults at {sinks.slack.url}{FAULTS_PATH}, keeping messages in {args.dir}",
+        + f", Slack webhooks at {sinks.slack.url}/services/..., PagerDuty events at {sinks.slack.url}{PAGERDUTY_PATH}, faults at {sinks.slack.url}{FAULTS_PATH}, keeping messages in {args.dir}",
         flush=True,
     )
     try:
