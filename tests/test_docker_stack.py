@@ -306,8 +306,10 @@ def test_both_replicas_write_to_the_global_store_with_their_own_replica_label(de
     except EngineError as error:
         raise AssertionError(f"{error}; found {query('count by (replica) (ALERTS)')}") from None
     # Everything else arrives without `replica`: the pair's identical series are one in the store.
-    up = query('up{job="alertmanager", environment="production"}')
-    assert len(up) == ALERTMANAGER_MEMBERS and not any("replica" in r["metric"] for r in up), up
+    # (each member's `up` arrives once its task is discovered by DNS and scraped: wait for all three)
+    members = lambda: [found for found in [query('up{job="alertmanager", environment="production"}')] if len(found) == ALERTMANAGER_MEMBERS]  # noqa: E731
+    (up,) = engine.wait_until(members, f"the store holding `up` of the {ALERTMANAGER_MEMBERS} Alertmanagers", limit=60, step=2.0)
+    assert not any("replica" in r["metric"] for r in up), up
 
 
 def test_a_service_scaled_to_zero_fires_the_vanished_service_alert(deployed: Deployed):
