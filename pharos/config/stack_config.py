@@ -199,6 +199,13 @@ class _Reader:
             raise self.fail(_join(path, key), f"{duplicate!r} is listed twice")
         return tuple(value)
 
+    def entries(self, data: dict, key: str, path: str, what: str) -> list[tuple[str, Any]]:
+        """(path, entry) of each item of the list at `key` (none when absent), for the caller to read."""
+        value = data.get(key) or []
+        if not isinstance(value, list):
+            raise self.fail(_join(path, key), f"expected a list of {what}, got {type(value).__name__}")
+        return [(f"{_join(path, key)}[{index}]", item) for index, item in enumerate(value)]
+
     def boolean(self, data: dict, key: str, path: str, default: bool) -> bool:
         value = data.get(key, default)
         if not isinstance(value, bool):
@@ -313,12 +320,8 @@ def _receivers(reader: _Reader, value: Any, smtp: Smtp | None) -> tuple[Receiver
         emails = reader.strings(entry, "email", path, _email)
         if emails and smtp is None:
             raise reader.fail(_join(path, "email"), "mail receivers need the top-level smtp section (smarthost, from)")
-        slack_value = entry.get("slack") or []
-        if not isinstance(slack_value, list):
-            raise reader.fail(_join(path, "slack"), f"expected a list of channels, got {type(slack_value).__name__}")
         slack = []
-        for index, channel in enumerate(slack_value):
-            channel_path = f"{_join(path, 'slack')}[{index}]"
+        for channel_path, channel in reader.entries(entry, "slack", path, "channels"):
             channel = reader.mapping(channel, channel_path, {"channel", "webhook_url_file"})
             slack.append(
                 SlackChannel(
@@ -326,12 +329,8 @@ def _receivers(reader: _Reader, value: Any, smtp: Smtp | None) -> tuple[Receiver
                     webhook_url_file=reader.string(channel, "webhook_url_file", channel_path),
                 )
             )
-        pagerduty_value = entry.get("pagerduty") or []
-        if not isinstance(pagerduty_value, list):
-            raise reader.fail(_join(path, "pagerduty"), f"expected a list of services, got {type(pagerduty_value).__name__}")
         pagerduty = []
-        for index, service in enumerate(pagerduty_value):
-            service_path = f"{_join(path, 'pagerduty')}[{index}]"
+        for service_path, service in reader.entries(entry, "pagerduty", path, "services"):
             inline = sorted({"routing_key", "service_key"} & set(service if isinstance(service, dict) else ()))
             if inline:
                 raise reader.fail(_join(service_path, inline[0]), "secrets are not accepted inline; put the key in a file and give its path as routing_key_file")
