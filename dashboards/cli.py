@@ -7,11 +7,16 @@ import json
 import re
 import sys
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 DEFAULT_FOLDER = "Pharos"
 _DURATION = re.compile(r"^(?:now)?-?(\d+)([smhdw])$")
+_BEFORE = re.compile(r"^(?:now-|-)?(\d+)([smhdw])$")  # -1h, now-1h (and 1h, as --from always took)
+_UNIX_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+TIME_FORMS = "RFC3339 (2026-12-06T08:05:00Z), unix seconds (1796544300) or -DURATION / now-DURATION (-15m, now-6h)"
 FLEET_HELP = "for a Grafana with the fleet's global store: show the environment variable (hidden otherwise: the data source is the environment)"
 
 
@@ -40,7 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Let `--from -1h` through: argparse would take "-1h" for an option, as it takes all that
     # starts with "-" but negative numbers (this widens its own pattern for those).
     render._negative_number_matcher = re.compile(r"^-\d+([smhdw]|\.\d+)?$")
-    render.add_argument("--from", dest="since", default="-1h", type=_duration, metavar="-DURATION", help="start of the time range before now: -15m, -1h, now-6h (default -1h)")
+    render.add_argument(
+        "--from", dest="since", default="-1h", type=_time_point, metavar="TIME",
+        help="start of the time range: -DURATION / now-DURATION before --to (-15m, now-6h), or a time as --to takes it (default -1h)",
+    )
+    render.add_argument(
+        "--to", dest="until", default="now", type=_time_point, metavar="TIME",
+        help="end of the time range: now, -DURATION / now-DURATION before now, RFC3339 (2026-12-06T08:05:00Z) or unix seconds; "
+        "an earlier end draws a stopped stack's saved data (default now)",
+    )
     render.add_argument("--scrape-interval", default="15s", type=_duration, metavar="DURATION", help="Prometheus' scrape interval, for $__rate_interval as Grafana computes it (default 15s)")
     render.add_argument("--var", action="append", default=[], type=_variable, metavar="NAME=VALUE[,VALUE]", help="choose a variable's values (default: all for multi-value variables, else the first)")
     render.add_argument("--dashboard", action="append", default=[], metavar="UID", help="render only this dashboard; repeatable (default: all)")
@@ -52,6 +65,48 @@ def _duration(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like -15m, -1h or 30s")
     return float(int(match.group(1)) * _SECONDS[match.group(2)])
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """A time as `--from` and `--to` take it: `before` seconds back from a reference time
+    (relative: --to's reference is now, --from's is --to), or the absolute unix time `at`."""
+
+    text: str
+    before: float | None = None
+    at: float | None = None
+
+    def resolve(self, reference: float) -> float:
+        return self.at if self.at is not None else reference - self.before
+
+
+def _time_point(text: str) -> TimePoint:
+    """argparse's type for --from and --to; its errors are printed after the flag's name."""
+    written = text.strip()
+    if written == "now":
+        return TimePoint(written, before=0.0)
+    relative = _BEFORE.match(written)
+    if relative:
+        return TimePoint(written, before=float(int(relative.group(1)) * _SECONDS[relative.group(2)]))
+    if _UNIX_SECONDS.match(written):
+        return TimePoint(written, at=float(written))
+    try:
+        moment = datetime.fromisoformat(written)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: give {TIME_FORMS}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: end it with Z (UTC) or an offset such as +01:00")
+    return TimePoint(written, at=moment.timestamp())
+
+
+def time_range(since: TimePoint, until: TimePoint, now: float) -> tuple[float, float]:
+    """(start, end) of `--from since --to until`: a relative --to counts back from `now`, a relative
+    --from from the end (`--from -1h` is the hour before --to, wherever --to is)."""
+    end = until.resolve(now)
+    start = since.resolve(end)
+    if start >= end:
+        raise ValueError(f"--from {since.text} is not before --to {until.text}: the time range would be empty or reversed")
+    return start, end
 
 
 def _variable(text: str) -> tuple[str, list[str]]:
@@ -101,8 +156,12 @@ def run_render(args: argparse.Namespace) -> int:
     from pharos_monitoring.dashboards.prometheus import Prometheus, PrometheusError
     from pharos_monitoring.dashboards.queries import NoValues, VariableError
 
-    end = time.time()
-    window = render.Window(end - args.since, end, args.scrape_interval)
+    try:
+        start, end = time_range(args.since, args.until, time.time())
+    except ValueError as error:
+        print(f"pharos dashboards render: {error}", file=sys.stderr)
+        return 2
+    window = render.Window(start, end, args.scrape_interval)
     prometheus = Prometheus(args.prometheus)
     args.out.mkdir(parents=True, exist_ok=True)
     chosen = dict(args.var)

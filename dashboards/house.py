@@ -16,12 +16,14 @@ dashboard:
   expects filled in through grafanalib's `extraJson`;
 - a panel compared with an alert draws the alert's threshold as a dashed red series, computed in
   PromQL from the alert catalogue for each environment on screen (`AlertThreshold`): thresholds
-  differ per environment, and a static Grafana threshold could only show one of them. The line is
-  drawn only once the data comes within `NEAR_THRESHOLD` of it, so a threshold far above the
-  data never flattens the data against the bottom of the axis (the axis follows the data);
+  differ per environment, and a static Grafana threshold could only show one of them. An
+  environment's line is drawn only once that environment's data comes within `NEAR_THRESHOLD` of
+  it, so a threshold far above the data never flattens the data against the bottom of the axis
+  (the axis follows the data), and one environment near its line draws no other's;
 - readable at a glance: legends below the graph as tables (mean, max, last), series that stay at
-  zero over the whole range hidden, and every stat or table cell an alert watches coloured by
-  steps taken from the alert catalogue (`AlertThreshold.color_steps`);
+  zero over the whole range hidden, each series coloured by its name so that it keeps its colour
+  from panel to panel (`SERIES_COLORS`), and every stat or table cell an alert watches coloured
+  by steps taken from the alert catalogue (`AlertThreshold.color_steps`, `event_color_steps`);
 - panels are laid out left to right in rows of 24 columns (`Layout`), ids follow layout order,
   and JSON is written with sorted keys, so the same code always gives the same bytes.
 """
@@ -29,6 +31,8 @@ dashboard:
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -65,12 +69,19 @@ SERVER_ERRORS = q.matches(L.STATUS, "5..")  # HTTP 5xx responses
 THRESHOLD_REF = "T"  # refId of the alert-threshold series of a panel
 LEGEND_PLACEMENT = "bottom"  # below the graph: the graph keeps the panel's full width
 LEGEND_CALCS = ["mean", "max", "lastNotNull"]
-# A threshold line appears once the panel's largest value reaches this share of the (smallest)
-# threshold on screen: the axis then spans at most twice the data, never a flat line at the bottom.
+# A series' colour comes from its name (the legend text), not from its place in the panel: the
+# same service and environment is one colour in every panel (Grafana's field colour mode; the
+# renderer applies the same rule, render.series_color).
+SERIES_COLORS = "palette-classic-by-name"
+# An environment's threshold line appears once its largest value in the panel reaches this share
+# of its threshold: the axis then spans at most twice the data, never a flat line at the bottom.
 NEAR_THRESHOLD = 0.5
 # Table cells and stats an alert watches: orange from this share of the threshold, red at it.
 WARN_SHARE = 0.8
-_NEAR_GATE = " and on () "  # joins a threshold line to the condition that shows it (see `near`)
+# Joins a threshold line to the condition that shows it (see `near`): one condition for a line
+# that is the same everywhere, one per environment for lines that differ.
+_NEAR_GATE = ") and on () ("
+_NEAR_GATE_PER_ENVIRONMENT = f") and on ({L.ENVIRONMENT}) ("
 
 # Stable uids: links between the dashboards and bookmarks depend on them.
 SERVICES_OVERVIEW_UID = "pharos-services-overview"
@@ -192,11 +203,17 @@ class AlertThreshold:
         return q.either(known, q.binary(signal, "/", self.default))
 
     def near(self, on_screen: q.Expr, signal: q.Expr) -> q.Expr:
-        """`line(on_screen)`, but only while `signal` reaches `NEAR_THRESHOLD` of the lowest threshold
-        on screen: a line far above the data would stretch the axis and flatten the data."""
+        """`line(on_screen)`, but each environment's line only while that environment's `signal`
+        reaches `NEAR_THRESHOLD` of its threshold: a line far above the data would stretch the axis
+        and flatten the data, and on the fleet view one environment near its threshold should not
+        draw the others' lines. A threshold that is the same everywhere is one line, shown while
+        any environment's signal comes near it."""
         line = self.line(on_screen)
-        reached = q.binary(q.aggregate("max", signal), ">=", q.binary(q.aggregate("min", line), "*", NEAR_THRESHOLD))
-        return q.Expr(f"({line}){_NEAR_GATE}({reached})")
+        if self.same_everywhere:
+            reached = q.binary(q.aggregate("max", signal), ">=", q.binary(q.aggregate("min", line), "*", NEAR_THRESHOLD))
+            return q.Expr(f"({line}{_NEAR_GATE}{reached})")
+        reached = q.binary(q.max_by((L.ENVIRONMENT,), signal), ">=", q.binary(line, "*", NEAR_THRESHOLD), f"on ({L.ENVIRONMENT})")
+        return q.Expr(f"({line}{_NEAR_GATE_PER_ENVIRONMENT}{reached})")
 
     def color_steps(self) -> list[dict]:
         """Colour steps for a stat or table cell: one Grafana threshold holds one value, so the
@@ -212,9 +229,32 @@ class AlertThreshold:
         return f"{self.alert.name} threshold ({{{{{L.ENVIRONMENT}}}}})"
 
 
+_FIRES_ABOVE = re.compile(r" > ([0-9.e+-]+)$")
+
+
+def event_color_steps(alert: Alert) -> list[dict]:
+    """Colour steps for a count of the events `alert` fires on (an OOM kill): an alert without a
+    named threshold, whose rule is `count > N` in every environment. Green while the count stays
+    at N, red from the first whole event above it: where the cell is red, the alert fired."""
+    if alert.thresholds:
+        raise ValueError(f"alert {alert.name} has thresholds {sorted(alert.thresholds)}: colour its cells with AlertThreshold.color_steps")
+    limits = set()
+    for environment in ENVIRONMENTS:
+        found = _FIRES_ABOVE.search(alert.expression(environment))
+        if not found:
+            raise ValueError(f"alert {alert.name} is not `count > N` in {environment}: {alert.expression(environment)}")
+        limits.add(float(found.group(1)))
+    if len(limits) != 1:
+        raise ValueError(f"alert {alert.name} fires above {sorted(limits)} in different environments: one cell colour cannot show them")
+    return steps((None, GREEN), (math.floor(limits.pop()) + 1, RED))
+
+
 def ungated(expr: str) -> str:
     """A threshold query without the condition `AlertThreshold.near` added: the line itself."""
-    return expr.split(_NEAR_GATE, 1)[0].removeprefix("(").removesuffix(")") if _NEAR_GATE in expr else expr
+    for gate in (_NEAR_GATE_PER_ENVIRONMENT, _NEAR_GATE):
+        if gate in expr:
+            return expr.rsplit(gate, 1)[0].removeprefix("(")
+    return expr
 
 
 # --- queries -------------------------------------------------------------------------------------
@@ -295,6 +335,7 @@ def timeseries(
         dataSource=DATASOURCE,
         targets=targets,
         unit=unit,
+        colorMode=SERIES_COLORS,
         fillOpacity=10 if not stacked else 40,
         stacking={"mode": "normal", "group": "A"} if stacked else {"mode": "none"},
         lineWidth=1,

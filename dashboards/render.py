@@ -23,7 +23,8 @@ matplotlib.use("Agg")  # no display: draw into memory only
 
 from matplotlib import dates as mdates  # noqa: E402 - after choosing the backend
 from matplotlib import ticker  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
@@ -44,8 +45,15 @@ MAX_POINTS = 240  # per series: about one every 6 px of a full-width panel
 BACKGROUND, PANEL, BORDER, TEXT, MUTED = "#f4f5f5", "#ffffff", "#d8d9da", "#24292e", "#6e7173"
 # Grafana's named colours and its classic palette.
 NAMED = {h.GREEN: "#56a64b", h.RED: "#e02f44", h.ORANGE: "#ff780a", h.BLUE: "#3274d9", h.GREY: "#8e8e8e"}
-PALETTE = ("#7eb26d", "#eab839", "#6ed0e0", "#ef843c", "#e24d42", "#1f78c1", "#ba43a9", "#705da0", "#508642", "#cca300", "#447ebc", "#c15c17")
+# Series are coloured by a hash of their name (`series_color`): the more colours, the fewer names
+# that share one in a panel. Grafana's classic colours, the light shades left out (unreadable on white).
+PALETTE = (
+    "#7eb26d", "#eab839", "#6ed0e0", "#ef843c", "#e24d42", "#1f78c1", "#ba43a9", "#705da0", "#508642", "#cca300", "#447ebc", "#c15c17",
+    "#890f02", "#0a437c", "#6d1f62", "#584477", "#629e51", "#e5ac0e", "#64b0c8", "#e0752d", "#bf1b00", "#0a50a1", "#962d82", "#614d93",
+)
 UTC = timezone.utc
+TABLE_FONT, HEADER_MIN_FONT = 6.8, 4.5  # points; a header shrinks to the second only when two lines are not enough
+TABLE_ROW_PX = 17
 _LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -73,6 +81,7 @@ class PanelOutcome:
     type: str
     series: int = 0
     error: str = ""
+    colors: dict[str, str] = field(default_factory=dict)  # of a time series: legend name -> colour drawn
 
 
 @dataclass
@@ -117,6 +126,23 @@ def _load(panel: dict, prometheus: Prometheus, variables: Mapping[str, str], win
         legend = query.get("legendFormat", "")
         drawn += [_Drawn(query["refId"], legend_name(legend, series.labels), series) for series in result]
     return drawn
+
+
+def _string_hash(text: str) -> int:
+    """Grafana's `stringHash` (Java's String.hashCode): 31 * hash + code unit over the UTF-16 code
+    units, in signed 32-bit arithmetic."""
+    value = 0
+    encoded = text.encode("utf-16-le")
+    for index in range(0, len(encoded), 2):
+        value = (value * 31 + int.from_bytes(encoded[index : index + 2], "little")) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def series_color(name: str) -> str:
+    """The colour of the series named `name` under `palette-classic-by-name` (house.SERIES_COLORS),
+    as Grafana picks it: the palette colour at |hash(name)| modulo the palette's length. The same
+    name has the same colour in every panel and every picture; two names may share one."""
+    return PALETTE[abs(_string_hash(name)) % len(PALETTE)]
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -189,8 +215,10 @@ def _time_axis(ax, window: Window, width_px: float) -> None:
         spine.set_color(BORDER)
 
 
-def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Drawn], window: Window) -> None:
+def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Drawn], window: Window) -> dict[str, str]:
+    """Draws the panel; returns the colour of each data series drawn, by name."""
     defaults = panel["fieldConfig"]["defaults"]
+    by_name = defaults.get("color", {}).get("mode") == h.SERIES_COLORS
     unit = defaults.get("unit", "")
     stacked = defaults.get("custom", {}).get("stacking", {}).get("mode") == "normal"
     data = [d for d in drawn if d.ref != h.THRESHOLD_REF]
@@ -215,8 +243,10 @@ def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Dra
     baseline: dict[float, float] = {}
     entries = []
     plotted: list[float] = []  # what the axis must show: stacked sums, not the raw values
+    colors = {}
     for index, item in enumerate(data):
-        color = PALETTE[index % len(PALETTE)]
+        color = series_color(item.name) if by_name else PALETTE[index % len(PALETTE)]  # else Grafana's palette-classic: by index
+        colors[item.name] = color
         times = [t for t, _ in item.series.points]
         values = [v for _, v in item.series.points]
         if stacked:
@@ -243,6 +273,7 @@ def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Dra
         _legend(canvas, _Area(area.left + 8, area.top + area.height - legend_height + 4, area.width - 8, legend_height), area.width - 8, entries)
     elif legend_width and entries:
         _legend(canvas, area, legend_width, entries)
+    return colors
 
 
 def _legend(canvas: _Canvas, area: _Area, width: float, entries: list[tuple[Line2D, tuple[str, str]]]) -> None:
@@ -330,6 +361,46 @@ def _table_rows(panel: dict, drawn: list[_Drawn]) -> tuple[list[str], list[str],
     return keys, values, rows
 
 
+_MEASURE = RendererAgg(1, 1, DPI)
+
+
+def _text_px(text: str, size: float, bold: bool = False) -> float:
+    """Width in pixels of `text` drawn at `size` points."""
+    return _MEASURE.get_text_width_height_descent(text, FontProperties(size=size, weight="bold" if bold else "normal"), ismath=False)[0]
+
+
+def _two_lines(header: str) -> str:
+    """`header` broken at the space that makes its longer line shortest."""
+    words = header.split(" ")
+    splits = [" ".join(words[:cut]) + "\n" + " ".join(words[cut:]) for cut in range(1, len(words))]
+    return min(splits, key=lambda text: max(_text_px(line, TABLE_FONT, bold=True) for line in text.split("\n")), default=header)
+
+
+def _usable_px(cell_px: float) -> float:
+    return cell_px * (1 - 2 * 0.1) - 2  # matplotlib's cell text starts 10 % in (Cell.PAD)
+
+
+def _column_widths(header: list[str], text: list[list[str]], total_px: float) -> list[float]:
+    """Column widths in pixels: each column's widest text (a header counts as two lines), shares
+    of `total_px` in proportion to it."""
+    natural = []
+    for column, title in enumerate(header):
+        title_px = max(_text_px(line, TABLE_FONT, bold=True) for line in _two_lines(title).split("\n"))
+        cells_px = [_text_px(row[column], TABLE_FONT) for row in text]
+        natural.append(max([title_px, *cells_px, 24.0]) / 0.8 + 2)
+    return [total_px * width / sum(natural) for width in natural]
+
+
+def _fit_header(title: str, cell_px: float) -> tuple[str, float]:
+    """The header as it fits its cell: on one line, else on two, else on two in smaller type."""
+    room = _usable_px(cell_px)
+    if _text_px(title, TABLE_FONT, bold=True) <= room:
+        return title, TABLE_FONT
+    wrapped = _two_lines(title)
+    widest = max(_text_px(line, TABLE_FONT, bold=True) for line in wrapped.split("\n"))
+    return wrapped, max(HEADER_MIN_FONT, min(TABLE_FONT, TABLE_FONT * room / widest))
+
+
 def _draw_table(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Drawn]) -> None:
     if not drawn:
         _no_data(canvas, area)
@@ -337,10 +408,8 @@ def _draw_table(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Drawn]) 
     keys, values, rows = _table_rows(panel, drawn)
     titles = next(t["options"] for t in panel["transformations"] if t["id"] == "organize").get("renameByName", {})
     header = keys + [titles.get(name, name) for name in values]
-    fits = max(1, int(area.height // 17) - 1)
-    shown = rows[:fits]
     text, colors = [], []
-    for row in shown:
+    for row in rows:
         text_row, color_row = list(row[: len(keys)]), [PANEL] * len(keys)
         for name, value in zip(values, row[len(keys) :]):
             props = _overrides_for(panel, name)
@@ -349,20 +418,27 @@ def _draw_table(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Drawn]) 
             color_row.append(_tint(threshold_color(value, props["thresholds"]["steps"])) if colored else PANEL)
         text.append(text_row)
         colors.append(color_row)
-    ax = canvas.figure.add_axes(canvas.rect(area.left + 2, area.top, area.width - 4, area.height))
+    table_px = area.width - 4
+    widths = _column_widths(header, text, table_px)
+    fitted = [_fit_header(title, cell_px) for title, cell_px in zip(header, widths)]
+    header_px = TABLE_ROW_PX * (1.7 if any("\n" in title for title, _ in fitted) else 1)
+    shown = max(1, int((area.height - header_px) // TABLE_ROW_PX))
+    ax = canvas.figure.add_axes(canvas.rect(area.left + 2, area.top, table_px, area.height))
     ax.axis("off")
-    table = ax.table(cellText=text, colLabels=header, cellColours=colors, loc="upper center", cellLoc="left", colLoc="left")
+    table = ax.table(
+        cellText=text[:shown], colLabels=[title for title, _ in fitted], cellColours=colors[:shown], colWidths=[w / table_px for w in widths],
+        loc="upper center", cellLoc="left", colLoc="left",
+    )
     table.auto_set_font_size(False)
-    table.set_fontsize(6.8)
-    row_height = 17 / area.height
-    for (row, _), cell in table.get_celld().items():
-        cell.set_height(row_height)
+    table.set_fontsize(TABLE_FONT)
+    for (row, column), cell in table.get_celld().items():
+        cell.set_height((header_px if row == 0 else TABLE_ROW_PX) / area.height)
         cell.set_edgecolor(BORDER)
         if row == 0:
-            cell.set_text_props(weight="bold", color=TEXT)
+            cell.set_text_props(weight="bold", color=TEXT, fontsize=fitted[column][1], linespacing=1.0)
             cell.set_facecolor("#f0f1f2")
-    if len(rows) > len(shown):
-        canvas.text(area.left + 4, area.top + area.height - 12, f"... {len(rows) - len(shown)} more rows", fontsize=6.5, color=MUTED)
+    if len(rows) > shown:
+        canvas.text(area.left + 4, area.top + area.height - 12, f"... {len(rows) - shown} more rows", fontsize=6.5, color=MUTED)
 
 
 def _mapped(value: float, mappings: Sequence[dict]) -> str:
@@ -425,7 +501,8 @@ def render(dashboard: dict, prometheus: Prometheus, window: Window, chosen: Mapp
 
 def _header(canvas: _Canvas, dashboard: dict, window: Window, selected: Mapping[str, list[str]]) -> None:
     canvas.text(MARGIN_PX * 2, 10, dashboard.get("title", ""), fontsize=13, weight="bold", color=TEXT)
-    span = f"{datetime.fromtimestamp(window.start, UTC):%Y-%m-%d %H:%M} to {datetime.fromtimestamp(window.end, UTC):%H:%M} UTC"
+    start, end = datetime.fromtimestamp(window.start, UTC), datetime.fromtimestamp(window.end, UTC)
+    span = f"{start:%Y-%m-%d %H:%M} to {end.strftime('%H:%M' if end.date() == start.date() else '%Y-%m-%d %H:%M')} UTC"
     chosen = "   ".join(f"{name}: {', '.join(values)}" for name, values in selected.items())
     canvas.text(MARGIN_PX * 2, 34, f"{span}    {chosen}", fontsize=7.5, color=MUTED)
 
@@ -451,7 +528,7 @@ def _render_panel(canvas: _Canvas, panel: dict, prometheus: Prometheus, variable
         return outcome
     outcome.series = len([d for d in drawn if d.ref != h.THRESHOLD_REF])
     if panel["type"] == "timeseries":
-        _draw_timeseries(canvas, area, panel, drawn, window)
+        outcome.colors = _draw_timeseries(canvas, area, panel, drawn, window)
     elif panel["type"] == "stat":
         _draw_stat(canvas, area, panel, drawn)
     elif panel["type"] == "table":

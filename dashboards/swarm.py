@@ -3,7 +3,8 @@
 Read from the exporter's swarm collector (`pharos exporter --swarm` on a manager): each node with
 its role, engine version and the tasks it runs in each state; desired against running tasks per
 service; task failures per service and node over time and over the last hour, with the
-SwarmTaskRestartLoop threshold; container health on the collector's node. From node_exporter (the
+SwarmTaskRestartLoop threshold, and the OOM kills among them (SwarmContainerOOMKilled); container
+health on the collector's node. From node_exporter (the
 `node` job): each node's CPU, memory, network and disks with their free space predicted; from the
 collector's background reading: CPU, memory and network of each task container on its node.
 """
@@ -28,6 +29,9 @@ READY_STATES = ((1, "ready", h.GREEN), (0, "not ready", h.RED))
 YES_GREEN = h.steps((None, h.RED), (1, h.GREEN))
 ZERO_GREEN = h.steps((None, h.GREEN), (1, h.RED))
 RECENT = "1h"  # "recent" task failures: over the last hour, whatever the time range on screen
+# Any OOM kill fires SwarmContainerOOMKilled: a cell is red from the first one.
+OOM_KILLED = h.event_color_steps(alerts.SWARM_CONTAINER_OOM_KILLED)
+OOM_KILLS_TITLE = f"OOM kills, last {RECENT}"
 FILLING_HOURS = h.AlertThreshold(alerts.NODE_FILESYSTEM_FILLING_UP, "hours")
 _DISKS = q.not_matches(u.NODE_FSTYPE, q.one_of(u.NODE_VIRTUAL_FSTYPES))
 _PHYSICAL = q.not_matches(u.NODE_DEVICE, q.one_of(u.NODE_VIRTUAL_DEVICES))
@@ -70,6 +74,13 @@ def _current_tasks() -> q.Expr:
 def _failures_per_minute() -> q.Expr:
     failures = q.rate(_services(c.SWARM_TASK_FAILURES), h.RATE_WINDOW)
     return q.binary(q.sum_by((L.ENVIRONMENT, L.SERVICE, L.NODE), failures), "*", 60)
+
+
+def _recent_oom_kills(by: tuple[str, ...]) -> q.Expr:
+    """Task containers the kernel's OOM killer ended in the last hour, counted by the engine that
+    ran each one (the task itself only says "exit 137"): on the nodes whose containers an exporter
+    reads."""
+    return q.sum_by(by, q.Expr(f"increase({_services(c.SWARM_CONTAINER_OOM_KILLS)}[{RECENT}])"))
 
 
 def build(fleet: bool = False):
@@ -140,23 +151,26 @@ def build(fleet: bool = False):
             ],
             h.COUNT,
         ),
-        16,
+        14,
         8,
     )
     missing = q.binary(_services(c.SWARM_SERVICE_DESIRED), "-", _services(c.SWARM_SERVICE_RUNNING))
     layout.add(
         h.table(
             "Services",
-            "Desired and running tasks of each service, and how many are missing (0 is good).",
+            "Desired and running tasks of each service, how many are missing (0 is good), and its task containers "
+            f"the kernel's OOM killer ended in the last {RECENT} on the nodes whose containers an exporter reads "
+            f"(red: {alerts.SWARM_CONTAINER_OOM_KILLED.name} fired).",
             (L.SERVICE,),
             [
                 h.Column("Missing", q.max_by((L.SERVICE,), missing), thresholds=ZERO_GREEN, decimals=0),
                 h.Column("Desired", q.max_by((L.SERVICE,), _services(c.SWARM_SERVICE_DESIRED)), decimals=0),
                 h.Column("Running", q.max_by((L.SERVICE,), _services(c.SWARM_SERVICE_RUNNING)), decimals=0),
+                h.Column(OOM_KILLS_TITLE, _recent_oom_kills((L.SERVICE,)), thresholds=OOM_KILLED, decimals=0),
             ],
             sort_by="Missing",
         ),
-        8,
+        10,
         8,
     )
 
@@ -169,19 +183,23 @@ def build(fleet: bool = False):
             h.PER_MINUTE,
             threshold=(RESTART_LOOP, _services(c.SWARM_TASK_FAILURES)),
         ),
-        12,
+        10,
         8,
     )
     layout.add(
         h.table(
             "Recent task failures",
             f"Tasks of each service that ended failed or rejected on each node in the last {RECENT} "
-            "(`docker service ps SERVICE --no-trunc` shows their errors).",
+            "(`docker service ps SERVICE --no-trunc` shows their errors), and how many of them the kernel's OOM killer "
+            "ended (known only on the nodes whose containers an exporter reads: empty for the others).",
             (L.SERVICE, L.NODE),
-            [h.Column(f"Failures, last {RECENT}", q.sum_by((L.SERVICE, L.NODE), q.Expr(f"increase({_services(c.SWARM_TASK_FAILURES)}[{RECENT}])")), decimals=0)],
+            [
+                h.Column(f"Failures, last {RECENT}", q.sum_by((L.SERVICE, L.NODE), q.Expr(f"increase({_services(c.SWARM_TASK_FAILURES)}[{RECENT}])")), decimals=0),
+                h.Column("Of them OOM kills", _recent_oom_kills((L.SERVICE, L.NODE)), thresholds=OOM_KILLED, decimals=0),
+            ],
             sort_by=f"Failures, last {RECENT}",
         ),
-        6,
+        8,
         8,
     )
     layout.add(

@@ -63,6 +63,7 @@ class AppConfig:
     faults: FaultSettings = field(default_factory=FaultSettings)
     stats_hang_limit_seconds: float = 60.0
     seed: int | None = None
+    version: str = __version__  # the application version the stats report; a deploy changes it
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class DemoApp:
         healthy, checks, status = self.health()
         started = self.process.create_time()
         return {
-            "application": {"name": self.config.service, "version": __version__, "environment": self.config.environment},
+            "application": {"name": self.config.service, "version": self.config.version, "environment": self.config.environment},
             "runtime": {
                 "name": "cpython",
                 "version": platform.python_version(),

@@ -30,6 +30,7 @@ def add_app_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default=DEFAULT_LISTEN, type=_listen, metavar="HOST:PORT", help=f"address to serve on; port 0 picks a free one (default {DEFAULT_LISTEN})")
     parser.add_argument("--service", default="orders", metavar="NAME", help="application name reported in the stats (default orders)")
     parser.add_argument("--environment", default="demo", metavar="ENV", help="environment reported in the stats (default demo)")
+    parser.add_argument("--app-version", metavar="VERSION", help="application version reported in the stats, to play a deploy (default: Pharos' version)")
     _add_traffic_argument(parser)
     faults = parser.add_argument_group("faults at start (change them at run time with POST /faults)")
     faults.add_argument("--error-ratio", type=_knob("error_ratio"), default=0.0, metavar="RATIO", help="share of application requests answered 500, 0..1")
@@ -64,6 +65,7 @@ def run_app(args: argparse.Namespace) -> int:
         traffic=args.traffic,
         faults=faults,
         stats_hang_limit_seconds=args.stats_hang_limit,
+        **({"version": args.app_version} if args.app_version else {}),
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

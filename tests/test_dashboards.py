@@ -276,12 +276,50 @@ def test_threshold_lines_equal_the_alert_catalogue_in_every_environment():
 
 
 def test_threshold_lines_appear_only_when_the_data_comes_near():
-    """A line far above the data would stretch the axis and flatten the data (docs/dashboards.md)."""
+    """A line far above the data would stretch the axis and flatten the data (docs/dashboards.md);
+    a line that differs per environment is shown per environment, by that environment's data."""
+    per_environment = 0
     for uid, panel, target in _threshold_panels():
         line = h.ungated(target["expr"])
         assert line != target["expr"], f"{uid} / {panel['title']}: threshold line drawn whatever the data"
         first = panel["targets"][0]["expr"]
-        assert f"max({first}) >= min({line}) * {h.NEAR_THRESHOLD}" in target["expr"], f"{uid} / {panel['title']}"
+        if _EVERYWHERE.match(line):
+            assert target["expr"] == f"({line}) and on () (max({first}) >= min({line}) * {h.NEAR_THRESHOLD})", f"{uid} / {panel['title']}"
+        else:
+            gate = f"max by (environment) ({first}) >= on (environment) ({line}) * {h.NEAR_THRESHOLD}"
+            assert target["expr"] == f"({line}) and on (environment) ({gate})", f"{uid} / {panel['title']}"
+            per_environment += 1
+    assert per_environment >= 8
+
+
+@pytest.mark.parametrize(
+    "errors, shown",
+    [
+        ({"production": 0.04, "beta": 0.001}, ["production"]),  # production near its 5 %, beta far below its 10 %
+        ({"production": 0.001, "beta": 0.06}, ["beta"]),
+        ({"production": 0.03, "beta": 0.07}, ["beta", "production"]),
+        ({"production": 0.001, "beta": 0.001}, []),
+    ],
+    ids=["production-near", "beta-near", "both-near", "none-near"],
+)
+def test_each_environment_s_threshold_line_follows_its_own_data(errors, shown, tmp_path):
+    """The fleet view's 5xx panel with both environments selected, evaluated by Prometheus' own
+    engine (`promtool test rules`): an environment's dashed line only where its data comes near."""
+    import yaml
+
+    from alerting_tools import PROMTOOL, assert_ok, run
+
+    from pharos_monitoring.dashboards import services_overview as o
+
+    panel = next(panel for panel in _panels(BY_UID[h.SERVICES_OVERVIEW_UID]) if panel["title"] == "5xx ratio")
+    text = {"environment": "(beta|production)", "service": "orders"}
+    threshold = queries.substitute(next(t["expr"] for t in panel["targets"] if t["refId"] == h.THRESHOLD_REF), text)
+    record = recording.HTTP_ERROR_RATIO.record
+    inputs = [{"series": f'{record}{{environment="{env}", service="orders"}}', "values": f"{ratio}x10"} for env, ratio in errors.items()]
+    expected = [{"labels": f'{{environment="{env}"}}', "value": o.ERROR_RATIO.value(env)} for env in shown]
+    tests = {"rule_files": [], "evaluation_interval": "1m", "tests": [{"interval": "1m", "input_series": inputs, "promql_expr_test": [{"expr": threshold, "eval_time": "5m", "exp_samples": expected}]}]}
+    (tmp_path / "lines.test.yml").write_text(yaml.safe_dump(tests))
+    assert_ok(run(PROMTOOL, "test", "rules", "lines.test.yml", cwd=tmp_path))
 
 
 def alert_catalogue_by_name(name: str):
@@ -488,3 +526,41 @@ def test_overview_and_detail_mark_alerts_restarts_and_deploys(uid):
     broken = copy.deepcopy(board)
     broken["annotations"]["list"][0]["iconColour"] = "red"
     assert grafana_schema.dashboard_problems(broken)
+
+
+# --- Swarm: OOM kills ----------------------------------------------------------------------------
+def _columns(panel: dict) -> dict[str, tuple[str, dict]]:
+    """{column title: (its query, its override properties)} of a table panel."""
+    titles = next(t["options"] for t in panel["transformations"] if t["id"] == "organize")["renameByName"]
+    exprs = {f"Value #{target['refId']}": target["expr"] for target in panel["targets"]}
+    props = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]} for o in panel["fieldConfig"]["overrides"]}
+    return {title: (exprs[name], props.get(name, {})) for name, title in titles.items()}
+
+
+@pytest.mark.parametrize("title, keys", [("Services", "service"), ("Recent task failures", "service, node")])
+def test_swarm_tables_name_oom_kills_red_where_the_alert_fired(title, keys):
+    from pharos_monitoring.dashboards import swarm
+
+    table = next(panel for panel in _panels(BY_UID[h.SWARM_UID]) if panel["title"] == title)
+    oom = [(name, column) for name, column in _columns(table).items() if "OOM kills" in name]
+    assert len(oom) == 1, f"{title}: no OOM kills column"
+    expr, props = oom[0][1]
+    assert expr.startswith(f"sum by ({keys}) (increase({c.SWARM_CONTAINER_OOM_KILLS.name}{{") and f"[{swarm.RECENT}])" in expr
+    # SwarmContainerOOMKilled fires on any kill (`increase(...) > 0`): red from the first one.
+    assert alert_catalogue.SWARM_CONTAINER_OOM_KILLED.expression("production").endswith(" > 0")
+    assert props["thresholds"]["steps"] == [{"value": None, "color": "green"}, {"value": 1, "color": "red"}]
+    assert props["decimals"] == 0 and props["custom.cellOptions"]["type"] == "color-background"
+
+
+def test_event_colours_follow_the_alert_s_rule():
+    import dataclasses
+
+    from pharos_monitoring.alerts import promql as q
+
+    oom = alert_catalogue.SWARM_CONTAINER_OOM_KILLED
+    stricter = dataclasses.replace(oom, expr=lambda t: q.Expr(f"increase({c.SWARM_CONTAINER_OOM_KILLS.name}[5m]) > 2"))
+    assert [s["value"] for s in h.event_color_steps(stricter)] == [None, 3]
+    with pytest.raises(ValueError, match="AlertThreshold.color_steps"):
+        h.event_color_steps(alert_catalogue.SWARM_TASK_RESTART_LOOP)
+    with pytest.raises(ValueError, match="is not `count > N`"):
+        h.event_color_steps(dataclasses.replace(oom, expr=lambda t: q.Expr("absent(up)")))
