@@ -855,7 +855,32 @@ NODE_MEMORY_PRESSURE = Alert(
     cases=_memory_pressure_cases,
 )
 
-NODE_ALERTS = (NODE_FILESYSTEM_FILLING_UP, NODE_MEMORY_PRESSURE)
+
+def _node_exporter_down_cases(t):
+    host_1, host_2 = _node_exporter(), _node_exporter(**{L.NODE: "host-2"})
+    application = {L.JOB: "orders", L.INSTANCE: "orders-1:9841", L.ENVIRONMENT: _ENV, L.SERVICE: "orders"}
+    return [
+        Case("node_exporter on host-2 does not answer", (gauge(UP.name, host_1, 1), gauge(UP.name, host_2, 0)), (Firing(host_2),)),
+        Case("every node_exporter answers", (gauge(UP.name, host_1, 1), gauge(UP.name, host_2, 1))),
+        Case("an application target is down: another alert's", (gauge(UP.name, host_1, 1), gauge(UP.name, application, 0))),
+    ]
+
+
+NODE_EXPORTER_DOWN = Alert(
+    name="NodeExporterDown",
+    severity=WARNING,
+    for_="5m",
+    # Without it the two alerts above are silent for that machine: no series, no alert.
+    expr=lambda t: q.equals(q.selector(UP.name, q.eq(L.JOB, u.NODE_JOB)), 0),
+    summary="node_exporter on {label.NODE} in {label.ENVIRONMENT} is down",
+    description=(
+        "Prometheus cannot scrape node_exporter at {label.INSTANCE} (node {label.NODE}) for 5 minutes: the "
+        "machine's disk and memory alerts are blind for it. The exporter is down or unreachable, or the machine is."
+    ),
+    cases=_node_exporter_down_cases,
+)
+
+NODE_ALERTS = (NODE_FILESYSTEM_FILLING_UP, NODE_MEMORY_PRESSURE, NODE_EXPORTER_DOWN)
 ALERTS = ALERTS + NODE_ALERTS
 
 
