@@ -383,8 +383,10 @@ def stat(
     thresholds: Sequence[dict] = (),
     decimals: int | None = None,
     graph: bool = False,
+    no_value: str = "no data",
 ) -> g.Stat:
-    """A Stat showing the last value of each series, coloured by `thresholds` (blue when none)."""
+    """A Stat showing the last value of each series, coloured by `thresholds` (blue when none);
+    `no_value` is what it says when no series has a value (why, where that is normal)."""
     return g.Stat(
         title=title,
         description=description,
@@ -397,7 +399,7 @@ def stat(
         reduceCalc="lastNotNull",
         textMode="value_and_name" if len(targets) > 1 else "value",
         thresholds=list(thresholds) or steps((None, BLUE)),
-        noValue="no data",
+        noValue=no_value,
         maxDataPoints=None,
         extraJson={
             "options": {"wideLayout": True, "showPercentChange": False, "percentChangeColorMode": "standard"},

@@ -54,6 +54,7 @@ PALETTE = (
 UTC = timezone.utc
 TABLE_FONT, HEADER_MIN_FONT = 6.8, 4.5  # points; a header shrinks to the second only when two lines are not enough
 TABLE_ROW_PX = 17
+LEGEND_LINE_PX = 12.5  # one legend entry: 6.2 pt text at DPI with matplotlib's label spacing (11 let the last ones spill out of the panel)
 _LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
@@ -229,7 +230,7 @@ def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Dra
         hidden, data = len(data) - len(shown), shown
     below = panel.get("options", {}).get("legend", {}).get("placement") == "bottom"
     legend_width = area.width * 0.38 if panel["gridPos"]["w"] >= 8 and not below else 0
-    legend_height = min(area.height * 0.4, 11 * (len(data) + len(thresholds)) + 4) if below and data else 0
+    legend_height = min(area.height * 0.4, LEGEND_LINE_PX * (len(data) + len(thresholds)) + 4) if below and data else 0
     plot_width = area.width - 58 - legend_width
     ax = canvas.figure.add_axes(canvas.rect(area.left + 52, area.top + 4, plot_width, area.height - 20 - legend_height))
     ax.set_facecolor(PANEL)
@@ -279,7 +280,7 @@ def _draw_timeseries(canvas: _Canvas, area: _Area, panel: dict, drawn: list[_Dra
 def _legend(canvas: _Canvas, area: _Area, width: float, entries: list[tuple[Line2D, tuple[str, str]]]) -> None:
     """The legend at the right of (or below) a time series, in the last `width` pixels of `area`:
     as many entries as fit, names shortened to fit."""
-    fits = max(1, int((area.height - 4) // 11))
+    fits = max(1, int((area.height - 4) // LEGEND_LINE_PX))
     shown = entries[:fits] if len(entries) <= fits else entries[: fits - 1]
     room = int((width - 28) / 4.7)  # characters of 6.2 pt text that fit
     handles, labels = [e[0] for e in shown], [_shorten(name, room - len(suffix)) + suffix for _, (name, suffix) in shown]

@@ -122,6 +122,7 @@ def build(fleet: bool = False):
             h.RATIO,
             thresholds=h.steps((None, h.RED), (0, h.ORANGE), (0.25, h.GREEN)),
             graph=True,
+            no_value="no objective declared for this service (objectives: in the stack file)",
         ),
         24,
         4,
