@@ -538,8 +538,9 @@ INHIBITIONS = (
 
 
 # --- Docker Swarm (the exporter's swarm collector, exporter/swarm.py) ------------------------
-# The swarm metrics come from the exporter's own /metrics: the series carry the exporter job's
-# target labels, and `service` / `node` from the collector.
+# The swarm metrics come from the exporters' own /metrics (the state on a manager, each node's task
+# containers from its node agent): the series carry the scrape job's target labels, and `service` /
+# `node` from the collector.
 def _swarm_collector(**labels: str) -> dict[str, str]:
     return {L.JOB: "pharos-exporter", L.INSTANCE: "manager-1:9841", L.ENVIRONMENT: _ENV, **labels}
 

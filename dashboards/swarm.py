@@ -1,12 +1,13 @@
 """Swarm: is every node up, does every service run all its tasks, and which tasks keep failing?
 
-Read from the exporter's swarm collector (`pharos exporter --swarm` on a manager): each node with
-its role, engine version and the tasks it runs in each state; desired against running tasks per
-service; task failures per service and node over time and over the last hour, with the
-SwarmTaskRestartLoop threshold, and the OOM kills among them (SwarmContainerOOMKilled); container
-health on the collector's node. From node_exporter (the
-`node` job): each node's CPU, memory, network and disks with their free space predicted; from the
-collector's background reading: CPU, memory and network of each task container on its node.
+Read from the exporter's swarm collector (exporter/swarm.py). Its state scope, on a manager: each
+node with its role, engine version and the tasks it runs in each state; desired against running
+tasks per service; task failures per service and node over time and over the last hour, with the
+SwarmTaskRestartLoop threshold. Its containers scope, on every node (the compose file's
+`pharos-node-agent`; both scopes in one exporter on a one-node swarm): the OOM kills among those
+failures (SwarmContainerOOMKilled), container health, and the CPU, memory and network of each task
+container. From node_exporter (the `node` job): each node's CPU, memory, network and disks with
+their free space predicted.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def build(fleet: bool = False):
     layout.add(
         h.timeseries(
             "Containers by health",
-            "Task containers on the collector's node by health-check status (none: the image has no health check).",
+            "Task containers by health-check status (none: the image has no health check).",
             [h.target(q.sum_by((L.SERVICE, L.HEALTH), _services(c.SWARM_CONTAINERS)), h.legend_for(L.SERVICE, L.HEALTH))],
             h.COUNT,
             stacked=True,
@@ -292,7 +293,7 @@ def build(fleet: bool = False):
     layout.add(
         h.timeseries(
             "CPU per task",
-            "CPU of each task container on the collector's node, in cores (read in the background every 15 s: a step every 15 s).",
+            "CPU of each task container, in cores (read in the background every 15 s: a step every 15 s).",
             [h.target(q.sum_by(containers, q.rate(_services(c.SWARM_CONTAINER_CPU), h.RATE_WINDOW)), h.legend_for(*containers))],
             h.CORES,
         ),
@@ -302,7 +303,7 @@ def build(fleet: bool = False):
     layout.add(
         h.timeseries(
             "Memory per task",
-            "Memory of each task container on the collector's node, without the page cache the kernel may drop (as `docker stats`).",
+            "Memory of each task container, without the page cache the kernel may drop (as `docker stats`).",
             [h.target(q.max_by(containers, _services(c.SWARM_CONTAINER_MEMORY)), h.legend_for(*containers))],
             h.BYTES,
         ),

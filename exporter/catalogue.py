@@ -536,7 +536,7 @@ def by_name(name: str) -> Metric:
     raise KeyError(f"no metric named {name!r} in the Pharos catalogue (exporter/catalogue.py)")
 
 
-# --- Docker Swarm (exporter/swarm.py: an opt-in collector on a manager node) ----------------
+# --- Docker Swarm (exporter/swarm.py: an opt-in collector; state on a manager, containers on every node) --
 # Values of `state`, `availability` and `health` as the Docker Engine API names them. Enum-like
 # gauges (`swarm_node_state`, ...) expose one series per value: 1 for the current one, 0 otherwise.
 SWARM_NODE_STATES = ("unknown", "down", "ready", "disconnected")
@@ -638,14 +638,15 @@ SWARM_CONTAINERS = Metric(
 SWARM_COLLECTOR_SUCCESS = Metric(
     "pharos_swarm_collector_success",
     GAUGE,
-    "1 when the exporter's last reading of the swarm state succeeded, 0 when the engine could not be read.",
+    "1 when the swarm collector's last reading of its scope (the swarm state, this engine's task containers, or both) "
+    "succeeded, 0 when the engine could not give it.",
     (),
     _SWARM,
 )
 SWARM_COLLECTOR_DURATION = Metric(
     "pharos_swarm_collector_duration_seconds",
     GAUGE,
-    "Time the exporter's last reading of the swarm state took, in seconds.",
+    "Time the swarm collector's last reading of its scope took, in seconds.",
     (),
     _SWARM,
 )

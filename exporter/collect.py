@@ -79,6 +79,7 @@ class Exporter:
                 config.limits.timeout_seconds,
                 config.swarm.container_stats_interval_seconds,
                 config.swarm.container_stats_workers,
+                scope=config.swarm.scope,
             )
             self.registry.register(self.swarm)
         self.targets = [self._sidecar_target(spec) for spec in config.targets]

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from .container_stats import DEFAULT_INTERVAL_SECONDS as CONTAINER_STATS_INTERVAL_SECONDS, DEFAULT_WORKERS as CONTAINER_STATS_WORKERS
 from .routes import check_route_template
+from .swarm import ALL as SWARM_SCOPE_ALL, check_scope as check_swarm_scope
 from .yaml_file import load_yaml_file, regular_file_problem, shown
 
 DEFAULT_LISTEN = "0.0.0.0:9841"
@@ -158,13 +159,15 @@ class Probe:
 
 @dataclass(frozen=True)
 class Swarm:
-    """The opt-in Docker Swarm collector (exporter/swarm.py), on a manager node."""
+    """The opt-in Docker Swarm collector (exporter/swarm.py): the swarm state on a manager, the
+    task containers on every node, or both (`scope`: all, state or containers)."""
 
     enabled: bool = False
     docker_host: str = ""  # "" = DOCKER_HOST, else unix:///var/run/docker.sock
     # Task containers' CPU, memory and network, read in the background (exporter/container_stats.py).
     container_stats_interval_seconds: float = CONTAINER_STATS_INTERVAL_SECONDS
     container_stats_workers: int = CONTAINER_STATS_WORKERS
+    scope: str = SWARM_SCOPE_ALL
 
 
 @dataclass(frozen=True)
@@ -470,11 +473,12 @@ def check_docker_host(value: str) -> str:
 
 
 def _swarm(reader: _Reader, value: Any, path: str) -> Swarm:
-    data = reader.mapping(value, path, {"enabled", "docker_host", "container_stats_interval_seconds", "container_stats_workers"})
+    data = reader.mapping(value, path, {"enabled", "docker_host", "container_stats_interval_seconds", "container_stats_workers", "scope"})
     defaults = Swarm()
     return Swarm(
         enabled=reader.typed(data, "enabled", path, bool, False),
         docker_host=reader.typed(data, "docker_host", path, str, "", check_docker_host),
+        scope=reader.typed(data, "scope", path, str, defaults.scope, check_swarm_scope),
         container_stats_interval_seconds=reader.typed(
             data, "container_stats_interval_seconds", path, float, defaults.container_stats_interval_seconds,
             lambda seconds: "" if 1 <= seconds <= 3600 else "must be between 1 and 3600 seconds",

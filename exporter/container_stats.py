@@ -12,6 +12,11 @@ container started, so one reading per container is enough for `rate()`; memory i
 Series carry `service`, `task` (`web.1`: the service and slot, or the node id for a global
 service, without the task id, so that a replaced task keeps its name) and `node` (this engine's
 hostname), never container ids: their number is bounded by the tasks that run here.
+
+The swarm collector (exporter/swarm.py) runs this reader in its `all` and `containers` scopes, not
+in `state`: it only lists this engine's containers and reads their stats, which works on a worker
+as on a manager, so one exporter per node in the containers scope (the compose file's
+`pharos-node-agent`) covers every task container of the swarm.
 """
 
 from __future__ import annotations

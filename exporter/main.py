@@ -13,6 +13,7 @@ import prometheus_client
 
 from .config import DEFAULT_LISTEN, Config, ConfigError, Target, check_listen, check_url, load
 from .profiles import PROFILES
+from .swarm import ALL as SWARM_ALL, CONTAINERS as SWARM_CONTAINERS, SCOPES as SWARM_SCOPES, STATE as SWARM_STATE
 
 log = logging.getLogger("pharos.exporter")
 
@@ -44,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests answered at once, 503 beyond (env PHAROS_WEB_MAX_REQUESTS; default 128)",
     )
     parser.add_argument("--swarm", action="store_true", default=None, help="also serve the Docker Swarm state on /metrics (on a manager node; engine from swarm.docker_host, else DOCKER_HOST)")
+    parser.add_argument(
+        "--swarm-scope", dest="swarm_scope", default=None, choices=SWARM_SCOPES,
+        help=f"what --swarm reads, implying it: {SWARM_STATE} (nodes, services, tasks: one exporter per swarm, on a manager), "
+        f"{SWARM_CONTAINERS} (this engine's task containers: one per node, workers included) or {SWARM_ALL} (both; the default, for a one-node swarm) (swarm.scope)",
+    )
     parser.add_argument("--check-config", action="store_true", help="validate the configuration, print a summary and exit (0 valid, 1 invalid)")
     parser.add_argument("--list-profiles", action="store_true", help="list the profiles and exit")
     parser.add_argument("--log-level", default=env("PHAROS_LOG_LEVEL", "info"), choices=LOG_LEVELS, help="env PHAROS_LOG_LEVEL; default info")
@@ -105,8 +111,8 @@ def build_config(args: argparse.Namespace) -> Config:
             if problem:
                 raise ConfigError(f"--allow: {problem}")
         changes["probe"] = dataclasses.replace(config.probe, allow=config.probe.allow + tuple(allow))
-    if args.swarm:
-        changes["swarm"] = dataclasses.replace(config.swarm, enabled=True)
+    if args.swarm or args.swarm_scope:
+        changes["swarm"] = dataclasses.replace(config.swarm, enabled=True, **({"scope": args.swarm_scope} if args.swarm_scope else {}))
     return dataclasses.replace(config, **changes) if changes else config
 
 
@@ -126,7 +132,12 @@ def summary(config: Config) -> str:
     for module in config.modules.values():
         lines.extend(module.describe())
     if config.swarm.enabled:
-        lines.append(f"  swarm: nodes, services and tasks from {config.swarm.docker_host or 'DOCKER_HOST or unix:///var/run/docker.sock'}")
+        engine = config.swarm.docker_host or "DOCKER_HOST or unix:///var/run/docker.sock"
+        lines.append({
+            SWARM_ALL: f"  swarm: nodes, services and tasks from {engine}, and that engine's task containers (scope all)",
+            SWARM_STATE: f"  swarm: nodes, services and tasks from {engine} (scope state)",
+            SWARM_CONTAINERS: f"  swarm: the task containers of {engine} (scope containers)",
+        }[config.swarm.scope])
     return "\n".join(lines)
 
 

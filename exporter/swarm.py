@@ -1,14 +1,25 @@
-"""Docker Swarm state as metrics: an opt-in collector of the exporter, run on a manager node.
+"""Docker Swarm state and task containers as metrics: an opt-in collector of the exporter.
 
 `pharos exporter --swarm` (or `swarm: {enabled: true}` in the configuration) registers a
-`SwarmCollector` on the exporter's own registry. Every scrape of `/metrics` reads the engine once,
-through the `docker` package: the nodes, the services with their task counts, every task the
-swarm keeps (current ones and each slot's history) and the health of the task containers on the
-engine's own node, and which of its exited task containers the kernel's OOM killer ended. Nodes,
-services and tasks can only be listed on a manager; elsewhere the reading
-fails with a message that says so, and `pharos_swarm_collector_success` is 0. The CPU, memory and
-network of the task containers on the engine's node are too slow to read during a scrape: a
-background thread reads them (exporter/container_stats.py) and each scrape serves its last reading.
+`SwarmCollector` on the exporter's own registry. What it reads is its scope
+(`--swarm-scope`, `swarm: {scope: ...}`):
+
+- `state`: the swarm's cluster state, which only a manager can list: the nodes, the services with
+  their task counts, every task the swarm keeps (current ones and each slot's history) and the
+  tasks that failed. One exporter per swarm, on a manager: every such series names its node itself.
+- `containers`: the task containers of the engine the exporter talks to, on any node, workers
+  included (it lists no node, service or task): their health, which exited ones the kernel's OOM
+  killer ended, and their CPU, memory and network. One per node (the compose file's global
+  `pharos-node-agent` service); every series carries this engine's hostname as `node`.
+- `all` (the default): both, from one engine: right for a one-node swarm, where the manager's
+  containers are all the containers.
+
+Every scrape of `/metrics` reads the engine once, through the `docker` package; a reading that
+fails (state on a worker, an engine that does not answer) serves none of its series and
+`pharos_swarm_collector_success` 0, with a log message that says why and what to do. The CPU,
+memory and network of the task containers are too slow to read during a scrape: a background
+thread reads them (exporter/container_stats.py) and each scrape serves its last reading. No series
+belongs to both scopes, so a `state` exporter and `containers` agents never emit one twice.
 
 Names and label values come from `exporter/catalogue.py` (the `SWARM_*` entries). The only state
 kept between scrapes is in the two counters: the engine lists a failed task (and its exited
@@ -38,6 +49,15 @@ SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 STACK_LABEL = "com.docker.stack.namespace"
 _SERVICE_MODES = {"Replicated": "replicated", "Global": "global", "ReplicatedJob": "replicated-job", "GlobalJob": "global-job"}
 
+# What one collector reads (see the module's docstring).
+ALL, STATE, CONTAINERS = "all", "state", "containers"
+SCOPES = (ALL, STATE, CONTAINERS)
+
+
+def check_scope(scope: str) -> str:
+    """A problem with a scope's name, or ''."""
+    return "" if scope in SCOPES else f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}"
+
 
 class SwarmError(Exception):
     """The swarm state could not be read; the message says from where and what to do."""
@@ -45,7 +65,8 @@ class SwarmError(Exception):
 
 @dataclass(frozen=True)
 class SwarmState:
-    """One reading of the engine: the API's own documents, as lists of dicts."""
+    """One reading of the engine: the API's own documents, as lists of dicts; what `scope` does
+    not read stays empty."""
 
     nodes: list[dict]
     services: list[dict]
@@ -53,6 +74,15 @@ class SwarmState:
     local_node: str  # hostname of the engine the exporter talks to
     containers_by_health: Mapping[str, list[dict]] = field(default_factory=dict)
     exited_containers: list[dict] = field(default_factory=list)  # task containers of the engine's own node
+    scope: str = ALL
+
+    @property
+    def has_cluster(self) -> bool:
+        return self.scope != CONTAINERS
+
+    @property
+    def has_containers(self) -> bool:
+        return self.scope != STATE
 
     def service_names(self) -> dict[str, str]:
         return {service["ID"]: service["Spec"]["Name"] for service in self.services}
@@ -60,25 +90,35 @@ class SwarmState:
     def node_names(self) -> dict[str, str]:
         return {node["ID"]: node.get("Description", {}).get("Hostname", node["ID"]) for node in self.nodes}
 
+    def services_with_containers(self) -> set[str]:
+        """Services with a task container on this engine, running or exited, by the containers' own labels."""
+        containers = [*(container for listed in self.containers_by_health.values() for container in listed), *self.exited_containers]
+        return {name for container in containers if (name := (container.get("Labels") or {}).get(SERVICE_NAME_LABEL))}
 
-def read_state(api) -> SwarmState:
-    """Read the swarm through a `docker.APIClient`; SwarmError when the engine is no manager."""
+
+def read_state(api, scope: str = ALL) -> SwarmState:
+    """Read `scope` through a `docker.APIClient`; SwarmError when the engine cannot give it (the
+    cluster state on a worker). The containers scope calls no manager-only endpoint."""
+    if check_scope(scope):
+        raise ValueError(check_scope(scope))
     info = api.info()
     swarm = info.get("Swarm") or {}
     if swarm.get("LocalNodeState") != "active":
         raise SwarmError(f"the engine is not part of a swarm (state {swarm.get('LocalNodeState') or 'inactive'!r})")
-    if not swarm.get("ControlAvailable"):
+    cluster, containers = scope != CONTAINERS, scope != STATE
+    if cluster and not swarm.get("ControlAvailable"):
         raise SwarmError("the engine is a swarm worker; nodes, services and tasks can only be read on a manager")
-    containers = {
+    by_health = {
         health: api.containers(filters={"label": SERVICE_NAME_LABEL, "health": health}) for health in c.SWARM_HEALTH_STATES
-    }
+    } if containers else {}
     return SwarmState(
-        nodes=api.nodes(),
-        services=api.services(status=True),
-        tasks=api.tasks(),
+        nodes=api.nodes() if cluster else [],
+        services=api.services(status=True) if cluster else [],
+        tasks=api.tasks() if cluster else [],
         local_node=info.get("Name", ""),
-        containers_by_health=containers,
-        exited_containers=api.containers(all=True, filters={"label": SERVICE_NAME_LABEL, "status": "exited"}),
+        containers_by_health=by_health,
+        exited_containers=api.containers(all=True, filters={"label": SERVICE_NAME_LABEL, "status": "exited"}) if containers else [],
+        scope=scope,
     )
 
 
@@ -124,7 +164,9 @@ class OomKillCounter:
     the container can be asked. An exited task container never runs again, so each is inspected
     once (one call per newly exited container, none for the others) and ids the engine no longer
     lists are forgotten. Every service with a task on this node starts at 0, so that `increase()`
-    sees the first kill."""
+    sees the first kill: from the task list when the reading has one, else (the containers scope,
+    on a worker) from the labels of the task containers here, running or exited; a service's count
+    goes when its service is removed, or, without a task list, when none of its containers is left here."""
 
     def __init__(self) -> None:
         self._verdicts: dict[str, tuple[str, bool]] = {}  # container id -> (service, OOM-killed)
@@ -146,11 +188,17 @@ class OomKillCounter:
             self._verdicts[container_id] = (service, killed)
             self._totals[service] += killed
         self._verdicts = {key: verdict for key, verdict in self._verdicts.items() if key in listed}
-        services, nodes = state.service_names(), state.node_names()
-        for task in state.tasks:
-            if nodes.get(task.get("NodeID", "")) == state.local_node and task.get("ServiceID", "") in services:
-                self._totals.setdefault(services[task["ServiceID"]], 0)
-        existing = set(services.values())
+        if state.has_cluster:
+            services, nodes = state.service_names(), state.node_names()
+            here = {
+                services[task["ServiceID"]] for task in state.tasks
+                if nodes.get(task.get("NodeID", "")) == state.local_node and task.get("ServiceID", "") in services
+            }
+            existing = set(services.values())
+        else:
+            here = existing = state.services_with_containers()
+        for service in here:
+            self._totals.setdefault(service, 0)
         self._totals = Counter({service: total for service, total in self._totals.items() if service in existing})
         return {(service, state.local_node): total for service, total in sorted(self._totals.items())}
 
@@ -171,7 +219,12 @@ def _image(spec: dict) -> str:
 
 
 def families(state: SwarmState, failures: Mapping[tuple[str, str], int], oom_kills: Mapping[tuple[str, str], int] | None = None) -> list:
-    """The metric families of one reading (pure: no engine, no clock)."""
+    """The metric families of one reading, those of its scope only (pure: no engine, no clock)."""
+    return (state_families(state, failures) if state.has_cluster else []) + (container_families(state, oom_kills or {}) if state.has_containers else [])
+
+
+def state_families(state: SwarmState, failures: Mapping[tuple[str, str], int]) -> list:
+    """Nodes, services, tasks and task failures: what only a manager can read."""
     services, nodes = state.service_names(), state.node_names()
     result = []
 
@@ -243,23 +296,25 @@ def families(state: SwarmState, failures: Mapping[tuple[str, str], int], oom_kil
     for (service, node), total in sorted(failures.items()):
         failed.add_metric([service, node], float(total))
     result.append(failed)
-
-    killed = CounterMetricFamily(c.SWARM_CONTAINER_OOM_KILLS.family, c.SWARM_CONTAINER_OOM_KILLS.help, labels=c.SWARM_CONTAINER_OOM_KILLS.labels)
-    for (service, node), total in sorted((oom_kills or {}).items()):
-        killed.add_metric([service, node], float(total))
-    result.append(killed)
-
-    containers = GaugeMetricFamily(c.SWARM_CONTAINERS.name, c.SWARM_CONTAINERS.help, labels=c.SWARM_CONTAINERS.labels)
-    for health in c.SWARM_HEALTH_STATES:
-        per_service = Counter(container.get("Labels", {}).get(SERVICE_NAME_LABEL, "") for container in state.containers_by_health.get(health, []))
-        for service, count in sorted(per_service.items()):
-            containers.add_metric([service, state.local_node, health], float(count))
-    result.append(containers)
     return result
 
 
+def container_families(state: SwarmState, oom_kills: Mapping[tuple[str, str], int]) -> list:
+    """OOM kills and health of the task containers on the engine's own node: what any node can read."""
+    killed = CounterMetricFamily(c.SWARM_CONTAINER_OOM_KILLS.family, c.SWARM_CONTAINER_OOM_KILLS.help, labels=c.SWARM_CONTAINER_OOM_KILLS.labels)
+    for (service, node), total in sorted(oom_kills.items()):
+        killed.add_metric([service, node], float(total))
+
+    containers = GaugeMetricFamily(c.SWARM_CONTAINERS.name, c.SWARM_CONTAINERS.help, labels=c.SWARM_CONTAINERS.labels)
+    for health in c.SWARM_HEALTH_STATES:
+        per_service = Counter((container.get("Labels") or {}).get(SERVICE_NAME_LABEL, "") for container in state.containers_by_health.get(health, []))
+        for service, count in sorted(per_service.items()):
+            containers.add_metric([service, state.local_node, health], float(count))
+    return [killed, containers]
+
+
 class SwarmCollector:
-    """A prometheus_client collector reading the swarm on every collect(); it never raises."""
+    """A prometheus_client collector reading its scope of the swarm on every collect(); it never raises."""
 
     def __init__(
         self,
@@ -267,11 +322,18 @@ class SwarmCollector:
         timeout_seconds: float = 10.0,
         container_stats_interval: float = DEFAULT_INTERVAL_SECONDS,
         container_stats_workers: int = DEFAULT_WORKERS,
+        scope: str = ALL,
     ):
+        if check_scope(scope):
+            raise ValueError(check_scope(scope))
         self.docker_host = docker_host
         self.timeout_seconds = timeout_seconds
+        self.scope = scope
         self._api = None
-        self._container_stats = ContainerStats(lambda: self._new_client(container_stats_workers), container_stats_interval, container_stats_workers)
+        # The state scope reads no container: no background reader either.
+        self._container_stats = None if scope == STATE else ContainerStats(
+            lambda: self._new_client(container_stats_workers), container_stats_interval, container_stats_workers
+        )
         self._failures = FailureCounter()
         self._oom_kills = OomKillCounter()
         # One reading at a time: it guards the counters, and two concurrent scrapes
@@ -286,14 +348,21 @@ class SwarmCollector:
     def describe(self):
         return []  # registration must not read the engine (see prometheus_client's collector protocol)
 
+    @property
+    def what(self) -> str:
+        return "the swarm's task containers" if self.scope == CONTAINERS else "the swarm state"
+
     def collect(self):
-        self._container_stats.start()  # on the first scrape, not at registration
+        if self._container_stats is not None:
+            self._container_stats.start()  # on the first scrape, not at registration
         started = time.monotonic()
         with self._lock:
             try:
                 api = self._client()
-                state = read_state(api)
-                readings = families(state, self._failures.update(state), self._oom_kills.update(state, api.inspect_container))
+                state = read_state(api, self.scope)
+                failures = self._failures.update(state) if state.has_cluster else {}
+                oom_kills = self._oom_kills.update(state, api.inspect_container) if state.has_containers else {}
+                readings = families(state, failures, oom_kills)
                 success = 1.0
                 self._report("")
             except Exception as error:  # noqa: BLE001 - any failure to read becomes success 0, never a 500
@@ -301,12 +370,14 @@ class SwarmCollector:
                 self._close()
                 self._report(self._explain(error))
         yield from readings
-        yield from self._container_stats.families()
+        if self._container_stats is not None:
+            yield from self._container_stats.families()
         yield GaugeMetricFamily(c.SWARM_COLLECTOR_SUCCESS.name, c.SWARM_COLLECTOR_SUCCESS.help, value=success)
         yield GaugeMetricFamily(c.SWARM_COLLECTOR_DURATION.name, c.SWARM_COLLECTOR_DURATION.help, value=time.monotonic() - started)
 
     def close(self) -> None:
-        self._container_stats.stop()
+        if self._container_stats is not None:
+            self._container_stats.stop()
         with self._lock:
             self._close()
 
@@ -331,9 +402,16 @@ class SwarmCollector:
 
     def _explain(self, error: Exception) -> str:
         if isinstance(error, SwarmError):
-            return f"cannot read the swarm state from {self.where}: {error}; run the exporter with --swarm on a manager node (swarm.docker_host)"
+            if self.scope == CONTAINERS:
+                hint = "point swarm.docker_host (or DOCKER_HOST) at the engine of a swarm node"
+            else:
+                hint = (
+                    f"read the swarm state on a manager node (--swarm-scope {STATE} or {ALL} there, swarm.docker_host), "
+                    f"and only the task containers elsewhere (--swarm-scope {CONTAINERS})"
+                )
+            return f"cannot read {self.what} from {self.where}: {error}; {hint}"
         return (
-            f"cannot read the swarm state from {self.where}: {type(error).__name__}: {error}; "
+            f"cannot read {self.what} from {self.where}: {type(error).__name__}: {error}; "
             "check that the engine runs and that the exporter may use its socket (mount it, and run as a member of its group)"
         )
 
@@ -342,5 +420,5 @@ class SwarmCollector:
         if problem and problem != self._last_problem:
             log.warning("%s", problem)
         elif not problem and self._last_problem:
-            log.info("reading the swarm state from %s works again", self.where)
+            log.info("reading %s from %s works again", self.what, self.where)
         self._last_problem = problem

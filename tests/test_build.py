@@ -17,7 +17,9 @@ from pharos_monitoring.alerts.catalogue import ALERTS
 from pharos_monitoring.alerts.upstream import NODE_JOB
 from pharos_monitoring.exporter.catalogue import Label as L
 from pharos_monitoring.cli import main
+from pharos_monitoring.config import node_agent, swarm_discovery
 from pharos_monitoring.config.build import RULE_TESTS_FILE as BUILD_RULE_TESTS
+from pharos_monitoring.config.stack_config import StackConfigError, parse as parse_stack
 
 from alerting_tools import AMTOOL, PROMTOOL, alert_states, assert_ok, post_alerts, route_receivers, run, running_alertmanager
 
@@ -418,6 +420,50 @@ def test_the_node_job_scrapes_listed_machines_and_discovered_swarm_nodes(tmp_pat
     beta = tmp_path / "beta"
     assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(beta), "--environment", "beta"]) == 0
     assert NODE_JOB not in {job["job_name"] for job in yaml.safe_load((beta / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+
+
+def test_the_node_agent_job_finds_every_agent_task_with_environment_node_and_component(tmp_path: Path, secrets: Path):
+    """`swarm.node_agent_port`: one target per task of the global pharos-node-agent service (an
+    exporter in the containers scope on every node), found by Docker Swarm discovery as the exporter
+    of the opted-in services is, reached as a Pharos exporter (exporter_auth applies)."""
+    data = copy.deepcopy(stack_data(secrets))
+    production = data["environments"]["production"]
+    production["swarm"] = {"docker_host": "unix:///var/run/docker.sock", "network": "pharos.monitoring", "node_agent_port": 9841}
+    production["exporter_auth"] = {"username": "prometheus", "password_file": str(secrets / "smtp_password")}
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "production"]) == 0
+    config_path = out / "prometheus" / "prometheus.yml"
+    assert_ok(run(PROMTOOL, "check", "config", str(config_path)))
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config_path.read_text())["scrape_configs"]}
+    agent = jobs[node_agent.NODE_AGENT_JOB]
+    assert agent["dockerswarm_sd_configs"] == [{"host": "unix:///var/run/docker.sock", "role": "tasks", "port": 9841, "refresh_interval": "30s"}]
+    assert agent["basic_auth"] == jobs["pharos-exporter"]["basic_auth"]
+    # The agents' series carry their node already: theirs stays `node`, not `exported_node`.
+    assert agent["honor_labels"] is True and "metrics_path" not in agent
+    keep = {tuple(rule["source_labels"]): rule["regex"] for rule in agent["relabel_configs"] if rule.get("action") == "keep"}
+    assert keep == {
+        (swarm_discovery.service_label(node_agent.NODE_AGENT_LABEL),): "true",
+        (swarm_discovery.TASK_DESIRED_STATE, swarm_discovery.TASK_STATE): "running;running",
+        (swarm_discovery.NETWORK_NAME,): r"pharos\.monitoring",
+    }
+    assert {"source_labels": [swarm_discovery.NODE_HOSTNAME], "target_label": L.NODE} in agent["relabel_configs"]
+    set_labels = {rule["target_label"]: rule["replacement"] for rule in agent["relabel_configs"] if "replacement" in rule}
+    assert set_labels == {L.ENVIRONMENT: "production", L.COMPONENT: node_agent.NODE_AGENT_JOB}
+    # Without node_agent_port, no agent job; a service may not take its name.
+    del production["swarm"]["node_agent_port"]
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(tmp_path / "without"), "--environment", "production"]) == 0
+    assert node_agent.NODE_AGENT_JOB not in {job["job_name"] for job in yaml.safe_load((tmp_path / "without" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+    production["services"][node_agent.NODE_AGENT_JOB] = {"mode": "sidecar", "targets": ["a:1"]}
+    with pytest.raises(StackConfigError, match="is the name of a job Pharos generates"):
+        parse_stack(data, "stack.yml")
+
+
+@pytest.mark.parametrize("port", ["9841", 0, 70000])
+def test_a_bad_node_agent_port_names_the_key(secrets: Path, port):
+    data = copy.deepcopy(stack_data(secrets))
+    data["environments"]["production"]["swarm"] = {"node_agent_port": port}
+    with pytest.raises(StackConfigError, match=f"stack.yml: environments.production.swarm.node_agent_port: expected a port number between 1 and 65535, got {port!r}"):
+        parse_stack(data, "stack.yml")
 
 
 def test_the_node_job_names_each_target_by_its_machine(tmp_path: Path):

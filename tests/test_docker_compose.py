@@ -9,14 +9,18 @@ service instead of Docker Swarm discovery, one Prometheus and one Alertmanager i
 shape (no task slots, no tasks.<service> names outside a swarm), faster intervals, notifications
 aimed at the containers' own loopback. Prometheus' HTTP API, on a port published on 127.0.0.1,
 must show the exporter up, the demo's stats arriving through the exporter's /probe, the store and
-vmalert up and samples written to the store. Grafana's image cannot be built here: it is the one
-service not started.
+vmalert up and samples written to the store, and node_exporter, in the host's network namespace,
+up in the `node` job (reached at the bridge's gateway as docker-host) counting the host's own
+network interfaces. Grafana's image cannot be built here: it is the one service not started (with
+the swarm-only ones, which the override puts behind a profile).
 `docker-compose down -v` removes everything at the end, whatever happened.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -32,23 +36,26 @@ from pharos_monitoring.exporter import catalogue as c
 from pharos_monitoring.exporter.catalogue import Label as L
 
 from docker_engine import (  # noqa: F401 - engine: the session's fixture
-    ROOT, Engine, EngineError, alertmanager_image, busybox_image, engine, free_subnet, free_tcp_port, pharos_image, prometheus_image,
-    secrets_dir, victoria_metrics_image, vmalert_image,
+    ROOT, Engine, EngineError, alertmanager_image, busybox_image, engine, free_subnet, free_tcp_port, node_exporter_image, pharos_image,
+    prometheus_image, secrets_dir, victoria_metrics_image, vmalert_image,
 )
+from pharos_monitoring.alerts.upstream import NODE_DEVICE, NODE_JOB, NODE_NETWORK_RECEIVE
 
 pytestmark = pytest.mark.slow
 
 DOCKER_COMPOSE = shutil.which("docker-compose")
 COMPOSE_FILES = (ROOT / "docker-compose.monitoring.yml", ROOT / "docker-compose.single-host.yml")
 PROJECT = "pharossinglehost"
-STARTED = ("prometheus", "alertmanager", "pharos-exporter", "demo", "global-store", "vmalert")  # every service but Grafana
+STARTED = ("prometheus", "alertmanager", "pharos-exporter", "demo", "global-store", "vmalert", "node-exporter-host")  # all but Grafana and the swarm's
+HOST_ALIAS = "docker-host"  # the host, as the override's Prometheus reaches it (at the bridge's gateway)
 DEMO_JOB = "demo"
 EXPORTER_JOB = "pharos-exporter"
 UP_TIMEOUT = 300.0
 
 
-def single_host_stack(tmp_path: Path) -> Path:
-    """examples/swarm-stack.yml for one host: the demo as a probe-mode service, no swarm or ha section."""
+def single_host_stack(tmp_path: Path, node_exporter_port: int) -> Path:
+    """examples/swarm-stack.yml for one host: the demo as a probe-mode service, node_exporter listed,
+    no swarm or ha section."""
     data = yaml.safe_load((ROOT / "examples" / "swarm-stack.yml").read_text())
     data["intervals"] = {"scrape_interval": "2s", "scrape_timeout": "1s", "evaluation_interval": "2s"}
     data["smtp"]["smarthost"] = "127.0.0.1:25"
@@ -57,6 +64,7 @@ def single_host_stack(tmp_path: Path) -> Path:
     del environment["swarm"], environment["ha"]
     environment["alertmanagers"] = ["alertmanager:9093"]
     environment["services"] = {DEMO_JOB: {"mode": "probe", "profile": "pharo", "targets": ["demo:8080"]}}
+    environment["node_exporters"] = [f"{HOST_ALIAS}:{node_exporter_port}"]
     path = tmp_path / "single-host-stack.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -107,6 +115,12 @@ class Prometheus:
             return f"(Prometheus does not answer: {error})"
 
 
+def host_interfaces() -> set[str]:
+    """The network interfaces of this process's namespace: the host's."""
+    with open("/proc/net/dev", encoding="ascii") as lines:
+        return {line.split(":")[0].strip() for line in lines.readlines()[2:]}
+
+
 def reachable(prometheus: Prometheus) -> bool:
     try:
         return requests.get(f"{prometheus.url}/-/ready", timeout=5).status_code == 200
@@ -120,8 +134,10 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
     started = time.monotonic()
     pharos = pharos_image(engine)
     out = tmp_path / "build"
-    build(parse(yaml.safe_load(single_host_stack(tmp_path).read_text()), "single-host-stack.yml"), out)  # production/ and fleet/
+    node_exporter_port = free_tcp_port()  # on the host's network: a free port of this machine
+    build(parse(yaml.safe_load(single_host_stack(tmp_path, node_exporter_port).read_text()), "single-host-stack.yml"), out)  # production/ and fleet/
     prometheus_port = free_tcp_port()
+    subnet = free_subnet()
     env_file = tmp_path / "compose.env"  # empty: a stray .env in the repository must not change the run
     env_file.write_text("")
     compose = Compose(engine, {
@@ -130,6 +146,8 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
         "ALERTMANAGER_IMAGE": alertmanager_image(engine),
         "VICTORIA_METRICS_IMAGE": victoria_metrics_image(engine),
         "VMALERT_IMAGE": vmalert_image(engine),
+        "NODE_EXPORTER_IMAGE": node_exporter_image(engine),
+        "NODE_EXPORTER_PORT": str(node_exporter_port),
         "GRAFANA_IMAGE": busybox_image(engine),  # never started; a local name, so nothing is pulled
         "PHAROS_BUILD_DIR": str(out / "production"),
         "PHAROS_FLEET_BUILD_DIR": str(out / "fleet"),
@@ -142,7 +160,8 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
         "GRAFANA_PORT": f"127.0.0.1:{free_tcp_port()}",
         # Its own network: other engines on this machine may use the default subnet.
         "PHAROS_NETWORK": f"{PROJECT}-monitoring",
-        "PHAROS_NETWORK_SUBNET": free_subnet(),
+        "PHAROS_NETWORK_SUBNET": subnet,
+        "PHAROS_NETWORK_GATEWAY": str(next(ipaddress.ip_network(subnet).hosts())),  # Docker gives the bridge the first address
     }, env_file)
     prometheus = Prometheus(f"http://127.0.0.1:{prometheus_port}")
     images_built = time.monotonic()
@@ -172,16 +191,30 @@ def test_the_stack_runs_on_one_host_and_prometheus_scrapes_the_demo_through_the_
         engine.wait_until(demo_stats, "the demo's HTTP stats in Prometheus", limit=60, step=1.0)
         success = prometheus.query(f'{c.SCRAPE_SUCCESS.name}{{job="{DEMO_JOB}"}}')
         assert [r["value"][1] for r in success] == ["1"], success
-        expected_up = [("alertmanager", "1"), ("global-store", "1"), ("pharos-exporter", "1"), ("prometheus", "1"), ("vmalert", "1")]
+        expected_up = [("alertmanager", "1"), ("global-store", "1"), (NODE_JOB, "1"), ("pharos-exporter", "1"), ("prometheus", "1"), ("vmalert", "1")]
 
         def monitoring_up() -> list:
-            return sorted((r["metric"]["job"], r["value"][1]) for r in prometheus.query('up{job=~"alertmanager|prometheus|pharos-exporter|global-store|vmalert"}'))
+            return sorted((r["metric"]["job"], r["value"][1]) for r in prometheus.query(f'up{{job=~"alertmanager|prometheus|pharos-exporter|global-store|vmalert|{NODE_JOB}"}}'))
 
         # Each job is scraped on its own schedule: wait for all of them, bounded.
         try:
-            engine.wait_until(lambda: monitoring_up() == expected_up, "alertmanager, prometheus, the exporter, the store and vmalert up", limit=60, step=1.0)
+            engine.wait_until(lambda: monitoring_up() == expected_up, "alertmanager, prometheus, the exporter, the store, vmalert and node_exporter up", limit=60, step=1.0)
         except EngineError as error:
-            raise AssertionError(f"{error}; up: {monitoring_up()}") from None
+            raise AssertionError(f"{error}; up: {monitoring_up()}; targets:\n{prometheus.describe()}") from None
+        # node_exporter in the host's network namespace: the host's interfaces (this process runs in it), not a container's.
+        (node_target,) = [t for t in prometheus.targets() if t["labels"]["job"] == NODE_JOB]
+        assert node_target["labels"]["node"] == HOST_ALIAS
+
+        def host_devices() -> tuple:
+            host = host_interfaces()
+            exposed = requests.get(f"http://127.0.0.1:{node_exporter_port}/metrics", timeout=10).text
+            counted = set(re.findall(rf'^{NODE_NETWORK_RECEIVE.name}{{{NODE_DEVICE}="([^"]+)"}}', exposed, re.MULTILINE))
+            return (host, counted) if host == host_interfaces() else ()
+
+        host, counted = engine.wait_until(host_devices, "a still picture of the host's interfaces", limit=30, step=1.0)
+        # node_exporter leaves the loopback out (seen with Debian's 1.5.0): every other interface, and only those.
+        assert counted - {"lo"} == host - {"lo"}, f"node_exporter counts {sorted(counted)}, the host has {sorted(host)}"
+        assert prometheus.query(f'{NODE_NETWORK_RECEIVE.name}{{job="{NODE_JOB}"}}')
         # remote_write reaches the store by its service name on the bridge.
         engine.wait_until(lambda: prometheus.query("sum(prometheus_remote_storage_samples_total) > 0"), "samples written to the global store", limit=60, step=1.0)
 

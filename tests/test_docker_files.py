@@ -4,6 +4,7 @@ promise (pinned images behind variables, secrets as files, limits, opt-in labels
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from docker.utils.build import exclude_paths
 
-from pharos_monitoring.config import fleet, ha, swarm_discovery
+from pharos_monitoring.config import fleet, ha, node_agent, swarm_discovery
 from pharos_monitoring.config.build import RULE_TESTS_FILE, build
 from pharos_monitoring.config.stack_config import load
 
@@ -52,7 +53,7 @@ def test_every_image_is_a_variable_with_a_pinned_default(name: str):
 
 
 def test_the_pharos_services_share_one_image_variable():
-    assert services()["pharos-exporter"]["image"] == services()["demo"]["image"]
+    assert services()["pharos-exporter"]["image"] == services()["demo"]["image"] == services()["pharos-node-agent"]["image"]
     assert _VARIABLE.fullmatch(services()["demo"]["image"])["name"] == "PHAROS_IMAGE"
 
 
@@ -65,7 +66,12 @@ def test_every_service_has_limits_a_restart_policy_and_the_overlay_network(name:
     assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[MG]", limits["memory"])
     assert deploy["restart_policy"]["condition"] == "any"
     assert "replicas" in deploy or deploy.get("mode") == "global"
-    assert service["networks"] == ["monitoring"]
+    # node_exporter on each node's own network stack (Docker's `host` network), to see its interfaces.
+    assert service["networks"] == (["hostnet"] if name == "node-exporter" else ["monitoring"])
+
+
+def test_the_host_network_is_docker_s_predefined_one():
+    assert COMPOSE["networks"]["hostnet"] == {"name": "host", "external": True}
 
 
 def test_the_network_is_the_overlay_the_stack_file_names():
@@ -87,8 +93,23 @@ def test_socket_readers_run_on_managers_in_the_socket_group():
         assert socket_mounts and socket_mounts[0]["read_only"] is True
         user, _, group = service["user"].partition(":")
         assert user not in ("0", "root") and _VARIABLE.fullmatch(group)["name"] == "DOCKER_GID"
-    assert "--swarm" in services()["pharos-exporter"]["command"]
+    # The manager's exporter reads the cluster state only; the node agents read the containers.
+    assert [arg for arg in services()["pharos-exporter"]["command"] if arg.startswith("--swarm")] == ["--swarm-scope=state"]
     assert services()["pharos-exporter"]["deploy"]["replicas"] == 1
+
+
+def test_a_node_agent_reads_the_task_containers_of_every_node_where_its_job_looks():
+    agent, exporter = services()["pharos-node-agent"], services()["pharos-exporter"]
+    assert agent["command"] == ["exporter", "--swarm-scope=containers"]  # no --allow: its /probe refuses everything
+    assert agent["deploy"]["mode"] == "global" and "placement" not in agent["deploy"]  # workers too
+    assert agent["volumes"] == exporter["volumes"] and agent["volumes"][0]["read_only"] is True
+    assert agent["user"] == exporter["user"]
+    assert agent["deploy"]["labels"] == {node_agent.NODE_AGENT_LABEL: "true"}
+    assert agent["networks"] == ["monitoring"]
+    # The image's exporter listens on 9841 (PHAROS_LISTEN in the Dockerfile): where the job scrapes each task.
+    swarm = load(str(SWARM_STACK)).environment("production").swarm
+    assert "PHAROS_LISTEN=0.0.0.0:9841" in (ROOT / "Dockerfile").read_text()
+    assert swarm.node_agent_port == node_agent.DEFAULT_NODE_AGENT_PORT == 9841
 
 
 def test_the_demo_opts_in_to_swarm_discovery_with_the_labels_the_discovery_reads():
@@ -167,11 +188,12 @@ def test_node_exporter_runs_on_every_node_reading_the_host_where_the_node_job_lo
     (root,) = [v for v in service["volumes"] if v["target"] == "/host"]
     assert (root["type"], root["source"], root["read_only"]) == ("bind", "/", True)
     assert "--path.rootfs=/host" in service["command"] and "--no-collector.systemd" in service["command"]
-    (port,) = service["ports"]
-    assert port["mode"] == "host" and port["target"] == 9100
+    # On the host's network: no port to publish, it listens on the node's own addresses.
+    assert "ports" not in service and service["networks"] == ["hostnet"]
     swarm = load(str(SWARM_STACK)).environment("production").swarm
-    assert int(interpolate(str(port["published"]))) == swarm.node_exporter_port
-    assert f"--web.listen-address=:{port['target']}" in service["command"]
+    (listen,) = [arg for arg in service["command"] if arg.startswith("--web.listen-address=")]
+    assert listen == "--web.listen-address=:${NODE_EXPORTER_PORT:-9100}"
+    assert int(interpolate(listen).rpartition(":")[2]) == swarm.node_exporter_port
 
 
 # --- secrets and configs -----------------------------------------------------------------------
@@ -247,9 +269,22 @@ def test_the_single_host_override_uses_a_bridge_network_and_no_swarm():
     assert network["driver"] == "bridge"
     assert network["name"] == base["name"] and network["ipam"] == base["ipam"]
     command = SINGLE_HOST["services"]["pharos-exporter"]["command"]
-    assert "--swarm" not in command
-    assert command == [arg for arg in services()["pharos-exporter"]["command"] if arg != "--swarm"]
-    assert set(SINGLE_HOST["services"]) <= set(services())
+    assert not [arg for arg in command if arg.startswith("--swarm")]
+    assert command == [arg for arg in services()["pharos-exporter"]["command"] if not arg.startswith("--swarm")]
+    assert set(SINGLE_HOST["services"]) - set(services()) == {"node-exporter-host"}
+    # The swarm-only services are never started here.
+    assert {name for name, service in SINGLE_HOST["services"].items() if service.get("profiles")} == {"node-exporter", "pharos-node-agent"}
+
+
+def test_the_single_host_node_exporter_reads_the_host_where_prometheus_looks():
+    host, swarm = SINGLE_HOST["services"]["node-exporter-host"], services()["node-exporter"]
+    assert (host["network_mode"], host["pid"]) == ("host", "host")
+    assert (host["image"], host["command"], host["volumes"]) == (swarm["image"], swarm["command"], swarm["volumes"])
+    # Prometheus, on the bridge, reaches the host at the bridge's gateway: the subnet's first address.
+    (alias,) = SINGLE_HOST["services"]["prometheus"]["extra_hosts"]
+    name, _, address = alias.partition(":")
+    subnet = interpolate(SINGLE_HOST["networks"]["monitoring"]["ipam"]["config"][0]["subnet"])
+    assert name == "docker-host" and interpolate(address) == str(next(ipaddress.ip_network(subnet).hosts()))
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed (apt-get install docker-compose)")
@@ -279,6 +314,10 @@ def test_docker_compose_reads_the_single_host_stack(tmp_path: Path):
     assert "-notifier.config=/etc/vmalert/notifier.yml" in merged["services"]["vmalert"]["command"]
     vmalert_binds = {v["target"]: v["source"] for v in merged["services"]["vmalert"]["volumes"] if isinstance(v, dict) and v["type"] == "bind"}
     assert vmalert_binds["/etc/vmalert/notifier.yml"] == str(tmp_path / "fleet" / "notifier.yml")
+    # node_exporter on the host's network and PID namespaces; the swarm's own one and the agents never start.
+    host = merged["services"]["node-exporter-host"]
+    assert (host["network_mode"], host["pid"]) == ("host", "host") and "networks" not in host
+    assert merged["services"]["node-exporter"]["profiles"] == merged["services"]["pharos-node-agent"]["profiles"] == ["swarm"]
 
 
 def test_config_names_carry_a_version_so_a_new_build_can_be_deployed():

@@ -13,7 +13,13 @@ notification aimed at the containers' own loopback. The stack is deployed once f
 - the three Alertmanager tasks form one cluster (each one's /api/v2/status lists three peers,
   advertised on the monitoring network), and each Prometheus replica sends to all three;
 - the two Prometheus replicas write to the global store with their own `replica` (the Watchdog's
-  ALERTS series keeps it), everything else once.
+  ALERTS series keeps it), everything else once;
+- the node agent (an exporter in the swarm collector's containers scope, on every node) serves the
+  CPU, memory, network, health and OOM kills of the stack's task containers with the node's
+  hostname, scraped by the `pharos-node-agent` job; the manager's exporter (state scope) serves
+  none of them, and no swarm series comes from both;
+- node_exporter, on the host's network, counts the host's own network interfaces (those of
+  /proc/net/dev in the test's process, which runs in the host's namespace as dockerd does).
 The test's engine runs without iptables, which service VIPs need: its stack file addresses every
 service as `tasks.<service>` (the swarm's DNS of the tasks). HTTP APIs are asked from inside the
 containers (busybox wget): published ports need iptables too.
@@ -31,6 +37,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import requests
 import yaml
 
 from pharos_monitoring.exporter import catalogue as c
@@ -38,8 +45,9 @@ from pharos_monitoring.exporter.catalogue import Label as L
 from pharos_monitoring.config import fleet, ha
 from pharos_monitoring.config.build import build
 from pharos_monitoring.config.stack_config import parse
+from pharos_monitoring.config.node_agent import NODE_AGENT_JOB
 from pharos_monitoring.config.swarm_discovery import SWARM_JOB
-from pharos_monitoring.alerts.upstream import NODE_FILESYSTEM_AVAIL, NODE_JOB
+from pharos_monitoring.alerts.upstream import NODE_DEVICE, NODE_FILESYSTEM_AVAIL, NODE_JOB, NODE_NETWORK_RECEIVE
 
 from docker_engine import (  # noqa: F401 - engine: the session's fixture
     PYTHON_BASE, ROOT, Engine, EngineError, alertmanager_image, engine, free_tcp_port, image_size, node_exporter_image, pharos_image,
@@ -53,7 +61,7 @@ VANISHED = "PharosServiceVanished"
 DEMO_REPLICAS = 2
 PROMETHEUS_REPLICAS = 2
 ALERTMANAGER_MEMBERS = 3
-SERVICES = ("prometheus", "alertmanager", "pharos-exporter", "demo", "global-store", "vmalert")
+SERVICES = ("prometheus", "alertmanager", "pharos-exporter", "pharos-node-agent", "demo", "global-store", "vmalert")
 DEPLOY_TIMEOUT = 240.0
 EXPORTER = "pharos-exporter:9841"  # the exporter service of the compose file
 SUBNET = ipaddress.ip_network("10.231.0.0/16")  # the compose file's default PHAROS_NETWORK_SUBNET
@@ -136,6 +144,7 @@ class Deployed:
     engine: Engine
     out: Path
     pharos: str
+    node_exporter_port: int
 
 
 @pytest.fixture(scope="module")
@@ -156,10 +165,11 @@ def deployed(engine: Engine, tmp_path_factory) -> Deployed:
     images_built = time.monotonic()
     out = tmp_path / "build"
     build(parse(yaml.safe_load(stack_file(tmp_path).read_text()), "stack.yml"), out)
+    node_exporter_port = free_tcp_port()  # on the host's network: a free port of this machine
     variables = {
         **images,
         **compose_variables(out),
-        "NODE_EXPORTER_PORT": str(free_tcp_port()),
+        "NODE_EXPORTER_PORT": str(node_exporter_port),
         "GRAFANA_REPLICAS": "0",  # no Grafana image can be built here
         "DEMO_REPLICAS": str(DEMO_REPLICAS),
         "PHAROS_BUILD_DIR": str(out / "production"),
@@ -177,7 +187,7 @@ def deployed(engine: Engine, tmp_path_factory) -> Deployed:
         engine.docker("stack", "deploy", "--resolve-image", "never", "--compose-file", str(compose), STACK, env=variables)
         engine.wait_until(lambda: services_running(engine), "every service of the stack to run", limit=DEPLOY_TIMEOUT, step=1.0)
         deployed_at = time.monotonic()
-        yield Deployed(engine, out, pharos)
+        yield Deployed(engine, out, pharos, node_exporter_port)
         print(f"\nstack tests: images {images_built - started:.0f} s, deploy {deployed_at - images_built:.0f} s, checks {time.monotonic() - deployed_at:.0f} s")
     finally:
         remove_stack(engine)
@@ -193,6 +203,14 @@ def demo_targets_up(engine: Engine) -> list[dict]:
 def describe_targets(engine: Engine) -> str:
     targets = prometheus_api(engine, "/api/v1/targets?state=active")["activeTargets"]
     return "\n".join(f"{t['labels']['job']} {t['labels']['instance']}: {t['health']} {t['lastError']}" for t in targets)
+
+
+def node_exporter_metrics(deployed: Deployed) -> str:
+    """node_exporter's exposition, read from the host (it listens on the host's network), or ''."""
+    try:
+        return requests.get(f"http://127.0.0.1:{deployed.node_exporter_port}/metrics", timeout=10).text
+    except requests.RequestException:
+        return ""
 
 
 def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporter(deployed: Deployed):
@@ -231,15 +249,112 @@ def test_the_stack_discovers_the_demo_tasks_and_scrapes_them_through_the_exporte
 
     running = engine.wait_until(swarm_state, "the swarm state scraped from the exporter", limit=60, step=1.0)
     assert running[0]["value"][1] == str(DEMO_REPLICAS)
-    # node_exporter runs on every node (global) and reads the host through /host; the node job finds every node.
+    # node_exporter runs on every node (global), on its network, and reads the host through /host; the node job finds every node.
     engine.wait_until(lambda: engine.replicas(f"{STACK}_node-exporter") == (1, 1), "node-exporter on the node", limit=60, step=1.0)
-    exposed = engine.text("exec", container_of(engine, "prometheus"), "wget", "-q", "-O", "-", "http://tasks.node-exporter:9100/metrics", timeout=30)
+    exposed = engine.wait_until(lambda: node_exporter_metrics(deployed), "node_exporter's metrics on the host's network", limit=60, step=1.0)
     assert re.search(rf'^{NODE_FILESYSTEM_AVAIL.name}{{[^}}]*mountpoint="/"', exposed, re.MULTILINE), "node_exporter does not see the host's /"
     node_targets = [t["labels"] for t in prometheus_api(engine, "/api/v1/targets?state=active")["activeTargets"] if t["labels"]["job"] == NODE_JOB]
     assert [(labels[L.NODE], labels[L.ENVIRONMENT]) for labels in node_targets] == [(node, "production")]
     assert not engine.registry_attempts(), "the engine tried to pull: an image was given by tag"
     size = image_size(engine, deployed.pharos) - image_size(engine, PYTHON_BASE)
     print(f"\nstack test: the pharos image adds {size / 1e6:.0f} MB to its base")
+
+
+# --- every node's task containers and host --------------------------------------------------------
+# The series of the task containers: the node agents' alone.
+CONTAINER_SERIES = (
+    c.SWARM_CONTAINER_CPU, c.SWARM_CONTAINER_MEMORY, c.SWARM_CONTAINER_MEMORY_LIMIT, c.SWARM_CONTAINER_RECEIVED,
+    c.SWARM_CONTAINER_SENT, c.SWARM_CONTAINERS, c.SWARM_CONTAINER_OOM_KILLS, c.CONTAINER_STATS_AGE,
+)
+
+
+def stack_tasks(engine: Engine) -> set[tuple[str, str]]:
+    """(service, SERVICE.SLOT or SERVICE.NODEID) of every running task container of the stack, as the engine names them."""
+    rows = engine.text(
+        "ps", "--filter", f"label=com.docker.stack.namespace={STACK}",
+        "--format", '{{.Label "com.docker.swarm.service.name"}} {{.Label "com.docker.swarm.task.name"}} {{.Label "com.docker.swarm.task.id"}}',
+    )
+    return {(service, task.removesuffix("." + task_id)) for service, task, task_id in (row.split() for row in rows.splitlines())}
+
+
+def test_every_node_agent_serves_its_nodes_task_containers_and_the_manager_exporter_none(deployed: Deployed):
+    engine = deployed.engine
+    node = engine.text("node", "ls", "--format", "{{.Hostname}}")
+
+    def agents_up() -> list:
+        targets = [t for t in prometheus_api(engine, "/api/v1/targets?state=active")["activeTargets"] if t["labels"]["job"] == NODE_AGENT_JOB]
+        return targets if targets and all(t["health"] == "up" for t in targets) else []
+
+    try:
+        targets = engine.wait_until(agents_up, "the node agent discovered and up", limit=90, step=1.0)
+    except EngineError as error:
+        raise AssertionError(f"{error}; Prometheus' targets:\n{describe_targets(engine)}") from None
+    # One per node (global), labelled as the other jobs' targets and the agent's own series.
+    assert [(t["labels"][L.NODE], t["labels"][L.ENVIRONMENT], t["labels"][L.COMPONENT]) for t in targets] == [(node, "production", NODE_AGENT_JOB)]
+    assert ipaddress.ip_address(targets[0]["labels"][L.INSTANCE].rpartition(":")[0]) in SUBNET
+
+    def cpu_of_every_task() -> list:
+        found = prometheus_api(engine, "/api/v1/query", f'{c.SWARM_CONTAINER_CPU.name}{{job="{NODE_AGENT_JOB}"}}')["result"]
+        served = {(r["metric"][L.SERVICE], r["metric"][L.TASK]) for r in found}
+        return found if found and stack_tasks(engine) <= served else []
+
+    try:
+        cpu = engine.wait_until(cpu_of_every_task, "the CPU of every task container of the stack from the node agent", limit=90, step=2.0)
+    except EngineError as error:
+        raise AssertionError(f"{error}; the engine's tasks {sorted(stack_tasks(engine))}") from None
+    assert {(r["metric"][L.NODE], r["metric"][L.ENVIRONMENT]) for r in cpu} == {(node, "production")}
+    assert not [r for r in cpu if "exported_node" in r["metric"]], "the target's node renamed the series' own"
+    demo = f"{STACK}_demo"
+    for metric in (c.SWARM_CONTAINER_MEMORY, c.SWARM_CONTAINER_RECEIVED):
+        found = prometheus_api(engine, "/api/v1/query", f'{metric.name}{{job="{NODE_AGENT_JOB}", {L.SERVICE}="{demo}"}}')["result"]
+        assert sorted(r["metric"][L.TASK] for r in found) == [f"{demo}.{n}" for n in range(1, DEMO_REPLICAS + 1)]
+        assert all(float(r["value"][1]) > 0 for r in found), found
+    # OOM kills start at 0 for every service with a task container here; health as the engine has it.
+    kills = prometheus_api(engine, "/api/v1/query", f'{c.SWARM_CONTAINER_OOM_KILLS.name}{{job="{NODE_AGENT_JOB}"}}')["result"]
+    assert {service for service, _ in stack_tasks(engine)} <= {r["metric"][L.SERVICE] for r in kills}
+    assert {(r["metric"][L.NODE], r["value"][1]) for r in kills if r["metric"][L.SERVICE].startswith(STACK + "_")} == {(node, "0")}
+    healthy = f'{c.SWARM_CONTAINERS.name}{{job="{NODE_AGENT_JOB}", {L.SERVICE}="{demo}", {L.HEALTH}="healthy"}}'
+    found = engine.wait_until(lambda: prometheus_api(engine, "/api/v1/query", f"{healthy} == {DEMO_REPLICAS}")["result"], "both demo containers healthy", limit=60, step=1.0)
+    assert [r["metric"][L.NODE] for r in found] == [node]
+    success = prometheus_api(engine, "/api/v1/query", c.SWARM_COLLECTOR_SUCCESS.name)["result"]
+    assert {(r["metric"]["job"], r["metric"].get(L.NODE, ""), r["value"][1]) for r in success} == {(NODE_AGENT_JOB, node, "1"), ("pharos-exporter", "", "1")}
+
+    # The manager's exporter, in the state scope: the cluster state, none of the containers' series.
+    exposed = engine.text("exec", container_of(engine, "prometheus"), "wget", "-q", "-O", "-", f"http://tasks.{EXPORTER}/metrics", timeout=30)
+    names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line and not line.startswith("#")}
+    assert c.SWARM_TASKS.name in names and f"{c.SWARM_COLLECTOR_SUCCESS.name} 1.0" in exposed
+    assert not names & {metric.name for metric in CONTAINER_SERIES}, sorted(names & {metric.name for metric in CONTAINER_SERIES})
+    # Across both jobs, each swarm series comes from one of them only.
+    both = prometheus_api(engine, "/api/v1/query", 'count by (__name__) (count by (__name__, job) ({__name__=~"swarm_.+"})) > 1')["result"]
+    assert not both, f"series served by both the exporter and the node agent: {both}"
+
+
+def host_interfaces() -> set[str]:
+    """The network interfaces of this process's namespace, the host's (as dockerd's)."""
+    with open("/proc/net/dev", encoding="ascii") as lines:
+        return {line.split(":")[0].strip() for line in lines.readlines()[2:]}
+
+
+def test_node_exporter_counts_the_host_s_network_interfaces(deployed: Deployed):
+    """node_exporter on the host's network, read at 127.0.0.1 from the host: the devices of its
+    network counters are the host's interfaces, not its container's (eth0, lo)."""
+    engine = deployed.engine
+
+    def devices() -> tuple[set, set]:
+        # Containers starting or stopping add and remove veths on the host: compare a still picture.
+        before = host_interfaces()
+        exposed = node_exporter_metrics(deployed)
+        if not exposed:
+            return ()
+        counted = set(re.findall(rf'^{NODE_NETWORK_RECEIVE.name}{{{NODE_DEVICE}="([^"]+)"}}', exposed, re.MULTILINE))
+        return (before, counted) if host_interfaces() == before else ()
+
+    try:
+        host, counted = engine.wait_until(devices, f"node_exporter's metrics at 127.0.0.1:{deployed.node_exporter_port}", limit=60, step=1.0)
+    except EngineError as error:
+        raise AssertionError(f"{error}; node-exporter: {engine.text('service', 'ps', '--no-trunc', f'{STACK}_node-exporter')}") from None
+    # node_exporter leaves the loopback out (seen with Debian's 1.5.0): every other interface, and only those.
+    assert counted - {"lo"} == host - {"lo"}, f"node_exporter counts {sorted(counted)}, the host has {sorted(host)}"
 
 
 # --- the HA shape: a cluster of three, a pair, the global store --------------------------------

@@ -362,3 +362,56 @@ def test_the_collector_serves_cpu_memory_and_network_of_each_running_task(engine
     finally:
         collector.close()
         engine.docker("service", "rm", STATS, check=False)
+
+
+def test_the_dashboards_node_by_task_table_matches_docker_node_ps(engine: Engine, prometheus: str):
+    """The Swarm dashboard's picture of the nodes and the tasks they hold ("Tasks held by each node",
+    node x task coloured by state), run as Grafana runs it against the Prometheus above, lists what
+    `docker node ps` lists for every node: each current task (desired state running) with its node
+    and state. Tasks of the crashing service change state every few seconds: for them only the task
+    and its node must match."""
+    import json
+
+    from pharos_monitoring.dashboards import house, queries, swarm
+    from pharos_monitoring.dashboards.prometheus import Prometheus
+
+    if HEALTHY not in engine.text("service", "ls", "--format", "{{.Name}}").split():
+        engine.docker("service", "create", "--detach", "--no-resolve-image", "--name", HEALTHY, "--replicas", "2", busybox(engine), "sleep", "3600")
+    else:
+        engine.docker("service", "scale", "--detach", f"{HEALTHY}=2")
+    wait_for_replicas(engine, HEALTHY, 2)
+    start_failing_service(engine)
+    board = json.loads(house.to_json(swarm.build()))
+    (panel,) = [p for p in queries.panel_queries(board) if p.panel == "Tasks held by each node"]
+    client = Prometheus(prometheus)
+
+    def engine_rows() -> set[tuple[str, str, str]]:
+        rows = set()
+        for node in engine.text("node", "ls", "--format", "{{.Hostname}}").split():
+            for task in engine.json_lines("node", "ps", node, "--no-trunc", "--filter", "desired-state=running"):
+                rows.add((node, task["Name"], task["CurrentState"].split()[0].lower()))
+        return rows
+
+    def dashboard_rows() -> set[tuple[str, str, str]]:
+        end = time.time()
+        text = queries.resolve_variables(board, client, end - 120, end, {"__rate_interval": "4s", "__interval": "1s", "__range": "1h"}).text
+        return {(r["metric"][L.NODE], r["metric"][L.TASK], r["metric"][L.STATE]) for r in query(prometheus, queries.substitute(panel.expr, text)) if float(r["value"][1]) > 0}
+
+    def steady(rows: set) -> set:
+        return {row for row in rows if not row[1].startswith(FAILING + ".")}
+
+    def flapping(rows: set) -> set:
+        return {row[:2] for row in rows if row[1].startswith(FAILING + ".")}
+
+    seen: list = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        before, shown, after = engine_rows(), dashboard_rows(), engine_rows()
+        seen.append((before, shown))
+        if steady(before) == steady(after) == steady(shown) and flapping(before) == flapping(after) == flapping(shown) != set():
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"the dashboard's node x task table never matched `docker node ps`; last: engine {seen[-1][0]}, dashboard {seen[-1][1]}")
+    assert {(task, state) for _, task, state in steady(shown) if task.startswith(HEALTHY + ".")} == {(f"{HEALTHY}.1", "running"), (f"{HEALTHY}.2", "running")}
+    assert flapping(shown), "the crashing service's current task is on the picture too"

@@ -155,7 +155,7 @@ def test_the_swarm_example_builds_a_config_promtool_accepts(tmp_path: Path):
     assert {L.SERVICE, L.NODE, L.SLOT, L.ENVIRONMENT, "__param_target", "__address__"} <= targets
     assert swarm["relabel_configs"][-1] == {"target_label": "__address__", "replacement": "pharos-exporter:9841"}
     # One job for every opted-in service: no job per service.
-    assert [name for name in jobs if name not in ("prometheus", "alertmanager", "pharos-exporter", "global-store", "vmalert")] == [swarm_discovery.SWARM_JOB, NODE_JOB]
+    assert [name for name in jobs if name not in ("prometheus", "alertmanager", "pharos-exporter", "global-store", "vmalert")] == [swarm_discovery.SWARM_JOB, NODE_JOB, "pharos-node-agent"]
     # Every node of the swarm, through the same engine, labelled by its hostname as the swarm collector's series.
     node = jobs[NODE_JOB]
     assert node["dockerswarm_sd_configs"] == [{"host": "unix:///var/run/docker.sock", "role": "nodes", "port": 9100, "refresh_interval": "30s"}]

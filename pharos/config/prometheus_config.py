@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pharos_monitoring.exporter.catalogue import Label as L
 
-from . import fleet as global_fleet, ha as high_availability, node_scrape, swarm_discovery
+from . import fleet as global_fleet, ha as high_availability, node_agent, node_scrape, swarm_discovery
 from .stack_config import ALERTMANAGER_JOB, EXPORTER_JOB, PROBE, PROMETHEUS_JOB, Environment, Service, StackConfig
 
 RULES_DIR = "rules"
@@ -98,6 +98,9 @@ def render(stack: StackConfig, environment_name: str) -> dict:
     node_job = node_scrape.scrape_job(environment.name, environment.node_exporters, environment.swarm)
     if node_job is not None:
         jobs.append(node_job)
+    agent_job = node_agent.scrape_job(environment.name, environment.swarm)
+    if agent_job is not None:  # a Pharos exporter too: the same scheme, TLS and basic auth
+        jobs.append(_exporter_job(agent_job, environment))
     # Limits come right after the name, so that a reader sees them before the job's long relabelling.
     limits = stack.scrape_limits.settings()
     jobs = [{"job_name": job["job_name"], **limits, **{key: value for key, value in job.items() if key != "job_name"}} for job in jobs]

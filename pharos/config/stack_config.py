@@ -28,6 +28,7 @@ from .objectives import OBJECTIVES_KEY, Objective, read as read_objectives
 from .swarm_discovery import SWARM_JOB, SWARM_KEY, SwarmDiscovery, read as read_swarm
 from .fleet import FLEET_ALERT_NAMES, FLEET_KEY, HEARTBEAT_RECEIVER, STORE_JOB, VMALERT_JOB, Fleet, read as read_fleet
 from .ha import HA_KEY, HighAvailability, read as read_ha
+from .node_agent import NODE_AGENT_JOB
 from .node_scrape import NODE_EXPORTERS_KEY
 from pharos_monitoring.alerts.upstream import NODE_JOB
 
@@ -39,7 +40,7 @@ MODES = (SIDECAR, PROBE)
 PROMETHEUS_JOB = "prometheus"
 ALERTMANAGER_JOB = "alertmanager"
 EXPORTER_JOB = "pharos-exporter"
-RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB, SWARM_JOB, NODE_JOB, STORE_JOB, VMALERT_JOB)
+RESERVED_JOBS = (PROMETHEUS_JOB, ALERTMANAGER_JOB, EXPORTER_JOB, SWARM_JOB, NODE_JOB, NODE_AGENT_JOB, STORE_JOB, VMALERT_JOB)
 
 
 class StackConfigError(ValueError):

@@ -9,6 +9,7 @@ In the stack file, inside one environment:
       port: 8080                          # for services without a pharos.port label
       refresh_interval: 30s
       node_exporter_port: 9100            # every node runs node_exporter there: the `node` job (node_scrape.py)
+      node_agent_port: 9841               # every node runs a Pharos node agent there: the `pharos-node-agent` job (node_agent.py)
 
 A service opts in with deploy labels (`deploy.labels` in a compose file, `--label` of
 `docker service create`):
@@ -75,6 +76,7 @@ class SwarmDiscovery:
     port: int = DEFAULT_PORT
     refresh_interval: str = DEFAULT_REFRESH_INTERVAL
     node_exporter_port: int = 0  # 0: the nodes run no node_exporter to discover
+    node_agent_port: int = 0  # 0: the nodes run no node agent (exporter in the containers scope) to discover
 
 
 _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -82,7 +84,7 @@ _NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def read(reader, value: Any, path: str) -> SwarmDiscovery:
     """The `swarm:` section at `path`; `reader` is the stack file's reader (fail, mapping, string)."""
-    data = reader.mapping(value, path, {"network", "docker_host", "profile", "port", "refresh_interval", "node_exporter_port"})
+    data = reader.mapping(value, path, {"network", "docker_host", "profile", "port", "refresh_interval", "node_exporter_port", "node_agent_port"})
     port = _port(reader, data, "port", path, DEFAULT_PORT)
     return SwarmDiscovery(
         network=reader.string(
@@ -97,6 +99,7 @@ def read(reader, value: Any, path: str) -> SwarmDiscovery:
         port=port,
         refresh_interval=reader.string(data, "refresh_interval", path, DEFAULT_REFRESH_INTERVAL, _positive_duration),
         node_exporter_port=_port(reader, data, "node_exporter_port", path, 0),
+        node_agent_port=_port(reader, data, "node_agent_port", path, 0),
     )
 
 
