@@ -38,7 +38,7 @@ def _build(tmp_path: Path, data: dict) -> Path:
 
 def test_the_build_records_each_declared_count_and_tests_it(tmp_path: Path, secrets: Path):  # noqa: F811
     prometheus_dir = _build(tmp_path, with_counts(secrets))
-    assert "SUCCESS: 3 rule files found" in assert_ok(run(PROMTOOL, "check", "config", str(prometheus_dir / "prometheus.yml")))
+    assert "SUCCESS: 4 rule files found" in assert_ok(run(PROMTOOL, "check", "config", str(prometheus_dir / "prometheus.yml")))
     rules = yaml.safe_load((prometheus_dir / "rules" / prometheus_rules.EXPECTED_FILE).read_text())["groups"][0]["rules"]
     assert rules == [
         {"record": EXPECTED_INSTANCES_RECORD, "expr": "vector(3)", "labels": {"environment": "production", "service": "catalog"}},
@@ -57,10 +57,11 @@ def test_the_build_records_each_declared_count_and_tests_it(tmp_path: Path, secr
     assert "SUCCESS" in assert_ok(run(PROMTOOL, "test", "rules", RULE_TESTS_FILE, cwd=prometheus_dir))
     assert prometheus_rules.EXPECTED_FILE not in (prometheus_dir / RULE_TESTS_FILE).read_text()
 
-    # Without declared counts: neither file, and a rebuild removes those of the build before.
+    # Without declared counts: a rule file without rules (the compose file mounts it by name) and
+    # no tests; a rebuild replaces those of the build before.
     assert _build(tmp_path, stack_data(secrets)) == prometheus_dir
     assert not (prometheus_dir / EXPECTED_TESTS_FILE).exists()
-    assert not (prometheus_dir / "rules" / prometheus_rules.EXPECTED_FILE).exists()
+    assert yaml.safe_load((prometheus_dir / "rules" / prometheus_rules.EXPECTED_FILE).read_text()) == {"groups": []}
 
 
 @pytest.mark.parametrize("wrong", ["vector(2)", "vector(4)"])

@@ -120,14 +120,16 @@ def test_the_build_writes_slo_rules_and_their_passing_tests(tmp_path: Path, secr
     assert main(["build", "--config", str(write_stack(tmp_path, with_objectives(secrets))), "--out", str(out), "--environment", "production"]) == 0
     prometheus_dir = out / "prometheus"
     output = assert_ok(run(PROMTOOL, "check", "config", str(prometheus_dir / "prometheus.yml")))
-    assert "SUCCESS: 3 rule files found" in output
+    assert "SUCCESS: 4 rule files found" in output
     rules = yaml.safe_load((prometheus_dir / "rules" / prometheus_rules.SLO_FILE).read_text())
     assert [group["name"] for group in rules["groups"]] == ["pharos.slo.catalog.availability", "pharos.slo.orders.availability", "pharos.slo.orders.latency"]
     assert "SUCCESS" in assert_ok(run(PROMTOOL, "test", "rules", SLO_TESTS_FILE, cwd=prometheus_dir))
     assert "SUCCESS" in assert_ok(run(PROMTOOL, "test", "rules", "pharos-tests.yml", cwd=prometheus_dir))
-    # An environment without objectives gets neither, and a rebuild removes them.
+    # An environment without objectives gets an SLO file without rules (the compose file mounts it
+    # by name) and no tests, and a rebuild replaces those of the build before.
     assert main(["build", "--config", str(write_stack(tmp_path, stack_data(secrets))), "--out", str(out), "--environment", "production"]) == 0
-    assert not (prometheus_dir / SLO_TESTS_FILE).exists() and not (prometheus_dir / "rules" / prometheus_rules.SLO_FILE).exists()
+    assert not (prometheus_dir / SLO_TESTS_FILE).exists()
+    assert yaml.safe_load((prometheus_dir / "rules" / prometheus_rules.SLO_FILE).read_text()) == {"groups": []}
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ thresholds):
 
     DIR/prometheus/prometheus.yml
     DIR/prometheus/rules/pharos-alerts.yml, pharos-recording.yml
-    DIR/prometheus/rules/pharos-slo.yml  when services of the environment have objectives
+    DIR/prometheus/rules/pharos-slo.yml  the objectives' rules (no group when no service has one)
     DIR/prometheus/pharos-tests.yml      `promtool test rules` cases for those rules
     DIR/prometheus/pharos-slo-tests.yml  and for the objectives' burn rates (alerts/slo_tests.py)
-    DIR/prometheus/rules/pharos-expected-instances.yml, DIR/prometheus/pharos-expected-instances-tests.yml
-                                         when services declare expected_instances (alerts/expected_instances.py)
+    DIR/prometheus/rules/pharos-expected-instances.yml  the declared counts (no group when none)
+    DIR/prometheus/pharos-expected-instances-tests.yml  when services declare expected_instances (alerts/expected_instances.py)
     DIR/alertmanager/alertmanager.yml
     DIR/ha.yml                           with an `ha:` section: the replicas' and cluster's flags (pharos/config/ha.py)
 
@@ -49,6 +49,9 @@ from .yaml_out import dump
 
 RULE_TESTS_FILE = "pharos-tests.yml"  # in prometheus/, beside rules/ (not in it: rules/*.yml are loaded)
 SLO_TESTS_FILE = "pharos-slo-tests.yml"
+# Rule files written even when the stack declares nothing for them (docker-compose.monitoring.yml mounts them).
+ALWAYS_WRITTEN = (prometheus_rules.SLO_FILE, prometheus_rules.EXPECTED_FILE)
+EMPTY_RULES: dict = {"groups": []}
 EXPECTED_TESTS_FILE = "pharos-expected-instances-tests.yml"
 
 
@@ -89,6 +92,12 @@ def build_environment(stack: StackConfig, environment: str, out: Path) -> list[P
     rule_files = prometheus_rules.rule_files(environment, stack.runbook_url, stack.tuning, objectives, declared)
     for name, content in rule_files.items():
         _write(rules_dir / name, dump(content, _header(stack, f"Rules of {environment}")), written)
+    # Every rule file a deployment mounts exists, without rules where nothing is declared: the
+    # compose file mounts each one by name (a swarm config per file) and cannot leave one out.
+    for name in ALWAYS_WRITTEN:
+        if name not in rule_files:
+            _write(rules_dir / name, dump(EMPTY_RULES, _header(stack, f"Rules of {environment}: none declared")), written)
+    rule_files = {**{name: EMPTY_RULES for name in ALWAYS_WRITTEN}, **rule_files}
     # prometheus.yml loads rules/*.yml: a rule file left over from an earlier build would load too.
     for stale in sorted(rules_dir.glob("*.yml")):
         if stale.name not in rule_files:
