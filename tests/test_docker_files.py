@@ -357,3 +357,26 @@ def test_the_build_context_holds_the_package_and_nothing_else():
     for kept_out in (".venv", ".git", "tests", "docs", "build", "secrets", "bench"):
         assert not any(path == kept_out or path.startswith(kept_out + "/") for path in context), f"{kept_out} is in the build context"
     assert not any("__pycache__" in path for path in context)
+
+
+def test_the_rule_files_of_objectives_and_expected_counts_are_mounted_too(tmp_path: Path):
+    """Services with objectives and declared instance counts get two more rule files. The compose
+    file and the single-host override must load them: they were built but not mounted once, and a
+    Docker deployment lost the burn-rate alerts (which replace the threshold ones) without a word."""
+    from pharos_monitoring.alerts import prometheus_rules
+
+    data = yaml.safe_load(SWARM_STACK.read_text())
+    data["environments"]["production"]["services"] = {
+        "orders": {"mode": "probe", "profile": "pharo", "targets": ["orders-1:8080"], "objectives": {"availability": 99.9}, "expected_instances": 1},
+    }
+    stack = tmp_path / "stack.yml"
+    stack.write_text(yaml.safe_dump(data))
+    written = build(load(str(stack)), tmp_path / "out")
+    rules = {path.name for path in written if path.parent.name == "rules" and path.parent.parent.name == "prometheus"}
+    assert {prometheus_rules.SLO_FILE, prometheus_rules.EXPECTED_FILE} <= rules
+    rules_dir = "/etc/prometheus/rules/"
+    swarm = {Path(mount["target"]).name for mount in services()["prometheus"]["configs"] if mount["target"].startswith(rules_dir)}
+    assert swarm == rules, "docker-compose.monitoring.yml mounts other rule files than pharos build writes"
+    volumes = SINGLE_HOST["services"]["prometheus"]["volumes"]
+    single = {Path(mount["target"]).name for mount in volumes if isinstance(mount, dict) and mount["target"].startswith(rules_dir)}
+    assert single == rules, "docker-compose.single-host.yml binds other rule files than pharos build writes"
