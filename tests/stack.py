@@ -104,6 +104,19 @@ class _Process:
             preexec_fn=_die_with_parent(),
         )
 
+    def wait_http(self, url: str, deadline: float) -> None:
+        """Until `url` answers 200; StackError when the process exits first or `deadline` passes."""
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise StackError(f"{self.name} exited with {self.popen.returncode}: {self.tail()}")
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"{self.name} did not answer {url} in time: {self.tail()}")
+
     def first_line(self, deadline: float) -> str:
         """The first stdout line (the demo-app prints its URL there), waiting until `deadline`."""
         result: list[bytes] = []
@@ -285,16 +298,7 @@ class LiveStack:
         return f"http://{address}"
 
     def _wait_http(self, process: _Process, url: str, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if process.popen.poll() is not None:
-                raise StackError(f"{process.name} exited with {process.popen.returncode}: {process.tail()}")
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise StackError(f"{process.name} did not answer {url} within {START_TIMEOUT:g}s: {process.tail()}")
+        process.wait_http(url, deadline)
 
     # --- use ---------------------------------------------------------------------------------
     def set_faults(self, instance: Instance, **knobs) -> None:

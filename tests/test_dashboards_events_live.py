@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from pharos_monitoring.dashboards import house, queries, service_detail, services_overview
@@ -94,16 +93,7 @@ class EventStack:
         return self
 
     def _wait(self, process: _Process, url: str) -> None:
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            assert process.popen.poll() is None, f"{process.name} exited: {process.tail()}"
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{process.name} did not answer {url}: {process.tail()}")
+        process.wait_http(url, time.monotonic() + START_SECONDS)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
