@@ -534,19 +534,29 @@ HA_ALERTMANAGERS = ["127.0.0.1:9093", "127.0.0.1:9193", "127.0.0.1:9293"]
 HA_SECTION = {"prometheus": ["127.0.0.1:9090", "127.0.0.1:9190"], "alertmanager_cluster": ["127.0.0.1:9094", "127.0.0.1:9194", "127.0.0.1:9294"]}
 
 
-def ha_stack_data(secrets: Path) -> dict:
+def _ha_data(secrets: Path, alertmanagers: list[str], section: dict) -> dict:
     data = copy.deepcopy(stack_data(secrets))
     data["intervals"] |= {"group_interval": "5s"}
-    data["environments"]["production"] |= {"alertmanagers": HA_ALERTMANAGERS, "ha": copy.deepcopy(HA_SECTION)}
+    data["environments"]["production"] |= {"alertmanagers": alertmanagers, "ha": copy.deepcopy(section)}
     return data
 
 
-def test_ha_builds_a_pair_that_sends_identical_alerts_to_every_alertmanager(tmp_path: Path, secrets: Path):
+def ha_stack_data(secrets: Path) -> dict:
+    return _ha_data(secrets, HA_ALERTMANAGERS, HA_SECTION)
+
+
+def _built_production(tmp_path: Path, data: dict) -> tuple[Path, dict]:
+    """`pharos build` of production into tmp_path/out, checked by promtool and amtool: the output
+    directory and its prometheus.yml."""
     out = tmp_path / "out"
-    assert main(["build", "--config", str(write_stack(tmp_path, ha_stack_data(secrets))), "--out", str(out), "--environment", "production"]) == 0
+    assert main(["build", "--config", str(write_stack(tmp_path, data)), "--out", str(out), "--environment", "production"]) == 0
     assert_ok(run(PROMTOOL, "check", "config", str(out / "prometheus" / "prometheus.yml")))
     assert_ok(run(AMTOOL, "check-config", str(out / "alertmanager" / "alertmanager.yml")))
-    config = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    return out, yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+
+
+def test_ha_builds_a_pair_that_sends_identical_alerts_to_every_alertmanager(tmp_path: Path, secrets: Path):
+    out, config = _built_production(tmp_path, ha_stack_data(secrets))
     # One file for both replicas: each expands ${REPLICA} (--enable-feature=expand-external-labels).
     assert config["global"]["external_labels"] == {L.ENVIRONMENT: "production", "replica": "${REPLICA}"}
     assert config["alerting"] == {
@@ -622,18 +632,11 @@ HA_DNS_SECTION = {"prometheus": {"dns": "tasks.prometheus:9090", "replicas": 2},
 
 
 def ha_dns_stack_data(secrets: Path) -> dict:
-    data = copy.deepcopy(stack_data(secrets))
-    data["intervals"] |= {"group_interval": "5s"}
-    data["environments"]["production"] |= {"alertmanagers": ["tasks.alertmanager:9093"], "ha": copy.deepcopy(HA_DNS_SECTION)}
-    return data
+    return _ha_data(secrets, ["tasks.alertmanager:9093"], HA_DNS_SECTION)
 
 
 def test_ha_by_dns_sends_to_every_address_of_the_name_and_scrapes_every_replica(tmp_path: Path, secrets: Path):
-    out = tmp_path / "out"
-    assert main(["build", "--config", str(write_stack(tmp_path, ha_dns_stack_data(secrets))), "--out", str(out), "--environment", "production"]) == 0
-    assert_ok(run(PROMTOOL, "check", "config", str(out / "prometheus" / "prometheus.yml")))
-    assert_ok(run(AMTOOL, "check-config", str(out / "alertmanager" / "alertmanager.yml")))
-    config = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    out, config = _built_production(tmp_path, ha_dns_stack_data(secrets))
     assert config["global"]["external_labels"] == {L.ENVIRONMENT: "production", "replica": "${REPLICA}"}
     # Every A record of the name is an Alertmanager: every replica sends to every task, wherever it runs.
     assert config["alerting"] == {
